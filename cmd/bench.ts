@@ -1,0 +1,55 @@
+// `tnl bench kernels|model`: runs the registered benchmark cases and prints a table (stdout); `--json FILE`
+// also writes the report (schema: docs/bench.md; `-` = stdout instead of the table).
+
+import { Command } from "@commander-js/extra-typings";
+import { formatReport, runBench } from "../core/bench.ts";
+import { TnlError } from "../core/errors.ts";
+import { kernelBenchCases } from "../kernels/cases.ts";
+import { type GlobalOptions, gpuFromOptions, note, positiveInt, writeOutput } from "./common.ts";
+
+export function benchCommand(): Command {
+  const bench = new Command("bench").description("benchmark kernels (and, later, whole models)");
+  bench.command("kernels")
+    .description("time every registered kernel case on random inputs")
+    .option("--quick", "small shapes and few repeats (CI on a software adapter: under a minute)")
+    .option("--json <file>", "also write the report as JSON to FILE ('-' = stdout, replacing the table)")
+    .option("--filter <names...>", "only cases whose name contains one of these")
+    .option("--repeats <n>", "timed repeats per shape", positiveInt("--repeats"))
+    .option("--warmup <n>", "untimed runs before timing", (v) => (v === "0" ? 0 : positiveInt("--warmup")(v)))
+    .option("--wall-clock", "time by the wall clock even where timestamp queries exist")
+    .action(async function (this: Command, opts) {
+      const globals = this.optsWithGlobals() as GlobalOptions;
+      const gpu = await gpuFromOptions(globals);
+      try {
+        const report = await runBench(gpu, kernelBenchCases, {
+          quick: Boolean(opts.quick),
+          filter: opts.filter,
+          repeats: opts.repeats,
+          warmup: opts.warmup,
+          wallClock: Boolean(opts.wallClock),
+          log: note,
+        });
+        await gpu.sync();
+        const json = JSON.stringify(report, null, 2);
+        if (opts.json === "-") {
+          await writeOutput("-", json);
+        } else {
+          await writeOutput("-", formatReport(report));
+          if (opts.json) {
+            await writeOutput(opts.json, json);
+            note(`wrote ${opts.json}`);
+          }
+        }
+      } finally {
+        gpu.close();
+      }
+    });
+  bench.command("model")
+    .description("training, prefill and decode throughput of a model preset (not available yet)")
+    .allowUnknownOption()
+    .argument("[args...]")
+    .action(() => {
+      throw new TnlError("unavailable", "`tnl bench model` is not available in this version yet");
+    });
+  return bench;
+}

@@ -1,0 +1,46 @@
+// Subcommands whose implementation is still to come: they exist (with --help) so scripts can discover
+// them, and say plainly that they are not available yet (exit code 7). None of them pretends to work.
+
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { TnlError } from "../core/errors.ts";
+import { VERSION } from "../core/version.ts";
+
+function planned(name: string, usage: string, description: string): CommandUnknownOpts {
+  return new Command(name)
+    .description(`${description} (not available yet)`)
+    .usage(usage)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument("[args...]")
+    .action(() => {
+      throw new TnlError("unavailable", `\`tnl ${name}\` is not available in tnl ${VERSION} yet`);
+    });
+}
+
+export function plannedCommands(): CommandUnknownOpts[] {
+  const tokenize = new Command("tokenize").description("train, apply and invert byte-level BPE tokenizers");
+  for (
+    const [sub, usage, what] of [
+      ["train", "FILES... --vocab-size N -o tokenizer.json", "train a byte-level BPE tokenizer"],
+      ["encode", "--tokenizer T FILE|- [-o out.bin]", "encode text to token ids"],
+      ["decode", "--tokenizer T IDS|FILE", "decode token ids to text"],
+    ] as const
+  ) {
+    tokenize.addCommand(planned(sub, usage, what).name(sub));
+  }
+  // The parent name appears in the messages of its subcommands.
+  tokenize.commands.forEach((c) => {
+    c.action(() => {
+      throw new TnlError(
+        "unavailable",
+        `\`tnl tokenize ${c.name()}\` is not available in tnl ${VERSION} yet`,
+      );
+    });
+  });
+  return [
+    tokenize,
+    planned("train", "config.yaml [--fresh] [--json]", "train a model from a YAML config"),
+    planned("eval", "--model DIR FILES...", "perplexity, bits per byte and choice tasks of a model"),
+    planned("generate", '--model DIR "prompt" [-n N] [--temp T]', "generate text from a model"),
+  ];
+}

@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { type BenchCase, BenchReportSchema, formatReport, runBench } from "../core/bench.ts";
+import { EXIT_CODES, TnlError } from "../core/errors.ts";
+import { Tensor } from "../core/tensor.ts";
+import { kernelBenchCases } from "../kernels/cases.ts";
+import { matmul } from "../kernels/matmul.ts";
+import { gpuTest, REPO_ROOT, testGpu } from "./_gpu.ts";
+
+const tinyMatmul: BenchCase = {
+  name: "tiny-matmul",
+  group: "kernels",
+  shapes: () => [{ m: 8, n: 8, k: 8 }, { m: 3, n: 5, k: 7 }],
+  setup(gpu, s) {
+    const m = Number(s.m), n = Number(s.n), k = Number(s.k);
+    const a = Tensor.from(gpu, new Float32Array(m * k).fill(1.5), [m, k], "f32", "a");
+    const b = Tensor.from(gpu, new Float32Array(k * n).fill(-0.5), [k, n], "f32", "b");
+    const c = Tensor.empty(gpu, [m, n], "f32", "c");
+    return {
+      encode: (step) => matmul(step, { a, b, c, m, n, k }),
+      flops: 2 * m * n * k,
+      bytes: 4 * (m * k + k * n + m * n),
+      dispose: () => [a, b, c].forEach((t) => t.destroy()),
+    };
+  },
+};
+
+Deno.test("bench report matches its schema, with timestamps and with the wall clock", gpuTest, async () => {
+  const gpu = await testGpu();
+  for (const wallClock of [false, true]) {
+    const r = await runBench(gpu, [tinyMatmul], { quick: true, repeats: 3, warmup: 1, wallClock });
+    BenchReportSchema.parse(r);
+    assert.equal(r.timing, wallClock || !gpu.features["timestamp-query"] ? "wall-clock" : "gpu-timestamps");
+    assert.equal(r.cases.length, 2);
+    for (const c of r.cases) {
+      assert.ok(c.min_ms <= c.median_ms && c.median_ms <= c.max_ms, JSON.stringify(c));
+      assert.ok(c.median_ms > 0);
+      assert.deepEqual(c.throughput.map((t) => t.unit), ["GFLOP/s", "GB/s"]);
+      assert.ok(c.peak_bytes > 0);
+    }
+    assert.match(formatReport(r), /tiny-matmul/);
+  }
+});
+
+Deno.test("bench --filter that matches nothing is a usage error listing the cases", gpuTest, async () => {
+  const gpu = await testGpu();
+  await assert.rejects(
+    () => runBench(gpu, kernelBenchCases, { quick: true, filter: ["no-such-case"] }),
+    (e) => e instanceof TnlError && e.exitCode === EXIT_CODES.usage && e.message.includes("matmul"),
+  );
+});
+
+Deno.test("schema rejects malformed reports", () => {
+  assert.throws(() => BenchReportSchema.parse({ schema: "tnl-bench/1" }));
+  const ok = {
+    schema: "tnl-bench/1",
+    tnl: "0",
+    git_commit: null,
+    date: "2026-01-01T00:00:00Z",
+    runtime: { deno: "2", v8: "1", typescript: "5" },
+    adapter: {
+      description: "x",
+      vendor: "v",
+      architecture: "",
+      device: "",
+      fallback: false,
+      subgroupMinSize: null,
+      subgroupMaxSize: null,
+      backend: null,
+    },
+    features: {},
+    timing: "gpu-timestamps",
+    quick: true,
+    cases: [{
+      name: "a",
+      group: "kernels",
+      shape: { m: 1 },
+      repeats: 1,
+      warmup: 0,
+      median_ms: 1,
+      min_ms: 1,
+      max_ms: 1,
+      throughput: [{ value: 1, unit: "GFLOP/s" }],
+      peak_bytes: 0,
+    }],
+  };
+  BenchReportSchema.parse(ok);
+  assert.throws(() => BenchReportSchema.parse({ ...ok, timing: "sundial" }));
+  assert.throws(() =>
+    BenchReportSchema.parse({
+      ...ok,
+      cases: [{ ...ok.cases[0], throughput: [{ value: 1, unit: "furlongs" }] }],
+    })
+  );
+});
+
+Deno.test("tnl bench kernels --quick --json FILE writes a schema-valid report of every registered case", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const file = `${tmp}/bench.json`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${REPO_ROOT}/main.ts`, "bench", "kernels", "--quick", "--json", file],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    const report = BenchReportSchema.parse(JSON.parse(await Deno.readTextFile(file)));
+    assert.equal(report.quick, true);
+    const names = new Set(report.cases.map((c) => c.name));
+    for (const c of kernelBenchCases) assert.ok(names.has(c.name), `case ${c.name} ran`);
+    // The table goes to stdout, progress to stderr.
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.match(stdout, /median ms/);
+    assert.match(stderr, /bench matmul/);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

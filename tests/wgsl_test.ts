@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { TnlError } from "../core/errors.ts";
+import { packParams, preprocess } from "../kernels/wgsl.ts";
+
+Deno.test("preprocess keeps the branch that matches, nested, with substitutions", () => {
+  const src = [
+    "a",
+    "#if X",
+    "x {{N}}",
+    "#if !Y",
+    "not y",
+    "#else",
+    "y",
+    "#endif",
+    "#else",
+    "no x",
+    "#endif",
+    "z",
+  ].join("\n");
+  assert.equal(preprocess("t", src, { X: true, Y: false, N: 4 }), "a\nx 4\nnot y\nz");
+  assert.equal(preprocess("t", src, { X: true, Y: true, N: 4 }), "a\nx 4\ny\nz");
+  assert.equal(preprocess("t", src, { X: false, Y: true, N: 4 }), "a\nno x\nz");
+});
+
+Deno.test("preprocess rejects unknown names and unbalanced directives, naming the line", () => {
+  const bad = (src: string, frag: string) =>
+    assert.throws(
+      () => preprocess("k", src, { X: true }),
+      (e) => e instanceof TnlError && e.message.includes(frag),
+    );
+  bad("#if Q\n#endif", "k.wgsl:1");
+  bad("#if X\n", "without #endif");
+  bad("#endif", "without #if");
+  bad("x {{NOPE}}", "'NOPE'");
+  bad("#pragma", "unknown directive");
+});
+
+Deno.test("packParams writes little-endian u32/i32/f32 fields", () => {
+  const b = packParams([[7, "u32"], [-2, "i32"], [0.5, "f32"]]);
+  const v = new DataView(b.buffer);
+  assert.equal(v.getUint32(0, true), 7);
+  assert.equal(v.getInt32(4, true), -2);
+  assert.equal(v.getFloat32(8, true), 0.5);
+  assert.throws(() => packParams([[-1, "u32"]]));
+});
