@@ -124,6 +124,12 @@ export class Gpu {
   readonly limits: DeviceLimits;
   /** Largest storage binding tnl plans with (≤ the device limit; multiple of 4). */
   readonly maxBindingBytes: number;
+  /**
+   * Most loop iterations one invocation may run, all loops together. Mesa's llvmpipe (the lavapipe and GL
+   * software adapters) silently leaves loops after 65535 iterations per invocation (measured with Mesa
+   * 22.3: docs/webgpu.md); dispatchers split longer work across dispatches. Infinity elsewhere.
+   */
+  readonly loopLimit: number;
 
   #lost: GPUDeviceLostInfo | null = null;
   #closing = false;
@@ -158,6 +164,7 @@ export class Gpu {
     this.limits = lim;
     const deviceMax = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
     this.maxBindingBytes = Math.floor(Math.min(deviceMax, maxBindingBytes ?? Infinity) / 4) * 4;
+    this.loopLimit = /llvmpipe/i.test(adapter.description) ? 65535 : Infinity;
     device.addEventListener("uncapturederror", (ev) => {
       const err = (ev as GPUUncapturedErrorEvent).error;
       this.#record(new TnlError("gpu", `GPU error: ${squash(err.message)}`));
@@ -176,6 +183,12 @@ export class Gpu {
 
   #record(err: TnlError): void {
     if (!this.#firstError) this.#firstError = err;
+  }
+
+  /** @internal Forgets recorded errors: only for probes whose failure just switches a feature off. */
+  _forgetErrors(): void {
+    this.#firstError = null;
+    this.#pending = [];
   }
 
   /** Throws the first GPU error seen so far, or if the device is lost (synchronous, no GPU wait). */
@@ -774,7 +787,45 @@ export async function openGpu(options: GpuOptions = {}): Promise<Gpu> {
     OptionalFeature,
     boolean
   >;
-  return new Gpu(device, facts, features, notes, options.maxBindingBytes);
+  const gpu = new Gpu(device, facts, features, notes, options.maxBindingBytes);
+  if (features.subgroups && !(await subgroupsAreLinear(gpu))) {
+    features.subgroups = false;
+    notes.subgroups = "off: subgroups are not consecutive runs of local_invocation_index on this device";
+  }
+  return gpu;
+}
+
+/**
+ * Reduction kernels assume subgroup i of a workgroup holds local invocations [i·size, (i+1)·size): true on
+ * every known driver, but not promised by WebGPU, so it is checked once when the device opens.
+ */
+async function subgroupsAreLinear(gpu: Gpu): Promise<boolean> {
+  const probe: KernelDef = {
+    name: "subgroup-layout-probe",
+    code: `
+@group(0) @binding(0) var<storage, read_write> ok: array<u32>; // ok: [256] u32, 1 where the layout holds
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sid: u32,
+        @builtin(subgroup_size) size: u32) {
+  let first = (lid / size) * size;
+  let linear = sid == lid % size && subgroupMin(lid) == first && subgroupMax(lid) == first + size - 1u;
+  ok[lid] = select(0u, 1u, linear);
+}`,
+    bindings: ["rw"],
+  };
+  const out = gpu.createBuffer(256 * 4, "subgroup layout probe");
+  try {
+    const step = gpu.step("subgroup layout probe");
+    step.dispatch(gpu.kernel(probe), [{ buffer: out, offset: 0, size: 256 * 4 }], null, [1]);
+    step.submit();
+    const flags = new Uint32Array(await gpu.read(out));
+    return flags.every((f) => f === 1);
+  } catch {
+    gpu._forgetErrors();
+    return false;
+  } finally {
+    gpu.destroyBuffer(out);
+  }
 }
 
 /** The adapter preference named by $TNL_ADAPTER, validated. */
@@ -825,7 +876,7 @@ export function alignDown(n: number, a: number): number {
 export function formatBytes(n: number): string {
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB (${n} bytes)`;
   if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB (${n} bytes)`;
-  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(1)} KiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(1)} KiB (${n} bytes)`;
   return `${n} bytes`;
 }
 

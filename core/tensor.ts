@@ -27,9 +27,28 @@ export class Tensor {
     readonly dtype: DType,
     readonly label: string,
     owned: boolean,
+    /** Element offset of this tensor inside `buffer` (non-zero for parts of a larger tensor). */
+    readonly offset = 0,
   ) {
     this.size = shape.reduce((a, b) => a * b, 1);
     this.#owned = owned;
+  }
+
+  /**
+   * A tensor that is the elements [offset, offset + size) of `parent` (sharing its buffer), e.g. one weight
+   * of a flat parameter buffer. Destroying it does not free the parent.
+   */
+  static part(parent: Tensor, offset: number, shape: readonly number[], label: string): Tensor {
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + size > parent.size) {
+      throw new TnlError(
+        "internal",
+        `tensor '${label}': part [${offset}, ${
+          offset + size
+        }) of '${parent.label}' (${parent.size} elements)`,
+      );
+    }
+    return new Tensor(parent.gpu, parent.buffer, shape, parent.dtype, label, false, parent.offset + offset);
   }
 
   /** A new zero-initialised tensor on `gpu`. */
@@ -73,10 +92,10 @@ export class Tensor {
       );
     }
     const align = this.gpu.limits.minStorageBufferOffsetAlignment;
-    const byteStart = start * eb;
+    const byteStart = (this.offset + start) * eb;
     const offset = alignDown(byteStart, align);
     // Ends rounded up to 16 bytes (buffers are multiples of 16), so views can be read as vec4.
-    const end = alignUp(Math.max((start + count) * eb, byteStart + 4), 16);
+    const end = alignUp(Math.max((this.offset + start + count) * eb, byteStart + 4), 16);
     const size = Math.min(end, this.buffer.size) - offset;
     if (size > this.gpu.maxBindingBytes) {
       throw new TnlError(
@@ -98,7 +117,13 @@ export class Tensor {
 
   /** Reads the tensor back (a GPU round trip: never in a hot loop). */
   async read(): Promise<HostArray> {
-    const raw = await this.gpu.read(this.buffer, 0, this.bytes);
+    const eb = DTYPE_BYTES[this.dtype];
+    const first = this.offset * eb;
+    const from = first - (first % 4); // copies start at multiples of 4 bytes
+    const raw = (await this.gpu.read(this.buffer, from, alignUp(first + this.bytes, 4) - from)).slice(
+      first - from,
+      first - from + this.bytes,
+    );
     switch (this.dtype) {
       case "f32":
         return new Float32Array(raw);
@@ -125,7 +150,10 @@ export class Tensor {
         `tensor '${this.label}': writing ${data.length} values into ${this.size}`,
       );
     }
-    this.gpu.write(this.buffer, data);
+    if ((this.offset * DTYPE_BYTES[this.dtype]) % 4 !== 0) {
+      throw new TnlError("internal", `tensor '${this.label}': writes must start at a multiple of 4 bytes`);
+    }
+    this.gpu.write(this.buffer, data, this.offset * DTYPE_BYTES[this.dtype]);
   }
 
   destroy(): void {

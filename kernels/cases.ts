@@ -2,5 +2,6 @@
 
 import type { BenchCase } from "../core/bench.ts";
 import { matmulBenchCases } from "./matmul.ts";
+import { opsBenchCases } from "./ops_bench.ts";
 
-export const kernelBenchCases: readonly BenchCase[] = [...matmulBenchCases];
+export const kernelBenchCases: readonly BenchCase[] = [...matmulBenchCases, ...opsBenchCases];

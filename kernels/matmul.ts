@@ -91,6 +91,14 @@ export function matmul(step: Step, op: MatmulOp): void {
   // Contiguous row-major: the leading dimension is the length of a stored row.
   const lda = transA ? m : k, ldb = transB ? k : n, ldc = n;
   const sa = m * k, sb = k * n, sc = m * n; // batch strides
+  // Software adapters cap loop iterations per invocation (Gpu.loopLimit): a K tile costs 9 iterations
+  // (the tile loop and its 8 steps), the stores up to 64 more; longer K accumulates over dispatches.
+  const kMax = Number.isFinite(step.gpu.loopLimit)
+    ? 8 * Math.floor((step.gpu.loopLimit - 256) / 12)
+    : Infinity;
+  // Element offset of column/row k0 of op(A) and op(B) inside a stored matrix.
+  const aK = (k0: number) => (transA ? k0 * lda : k0), bK = (k0: number) => (transB ? k0 : k0 * ldb);
+  const base = { m, n, k, lda, ldb, ldc, alpha, transA, transB };
 
   const fitA = a.maxViewElements(), fitB = b.maxViewElements(), fitC = c.maxViewElements();
   const maxZ = step.gpu.limits.maxComputeWorkgroupsPerDimension;
@@ -102,30 +110,26 @@ export function matmul(step: Step, op: MatmulOp): void {
     Math.floor(fitC / Math.max(sc, 1)),
   );
   if (perDispatch >= 1) {
+    const kStep = Math.max(1, Math.min(k, kMax));
     for (let z0 = 0; z0 < batch; z0 += perDispatch) {
       const nz = Math.min(perDispatch, batch - z0);
-      encode(step, op, {
-        m,
-        n,
-        k,
-        lda,
-        ldb,
-        ldc,
-        batch: nz,
-        aStart: aOff + z0 * sa,
-        aCount: nz * sa,
-        bStart: bOff + z0 * sb,
-        bCount: nz * sb,
-        cStart: cOff + z0 * sc,
-        cCount: nz * sc,
-        sa,
-        sb,
-        sc,
-        beta,
-        alpha,
-        transA,
-        transB,
-      });
+      for (let k0 = 0; k0 === 0 || k0 < k; k0 += kStep) {
+        encode(step, op, {
+          ...base,
+          k: Math.min(kStep, k - k0),
+          batch: nz,
+          aStart: aOff + z0 * sa + aK(k0),
+          aCount: nz * sa,
+          bStart: bOff + z0 * sb + bK(k0),
+          bCount: nz * sb,
+          cStart: cOff + z0 * sc,
+          cCount: nz * sc,
+          sa,
+          sb,
+          sc,
+          beta: k0 === 0 ? beta : 1,
+        });
+      }
     }
     return;
   }
@@ -145,7 +149,7 @@ export function matmul(step: Step, op: MatmulOp): void {
   // mc: rows of C (and of A when A is [M, K]); kc: rows of A^T or B (K); nc: rows of B^T (N).
   let mc = rowsFit(fitC, ldc, "C", c);
   if (!transA) mc = Math.min(mc, rowsFit(fitA, lda, "A", a));
-  let kc = k;
+  let kc = Math.min(k, kMax);
   if (transA) kc = Math.min(kc, rowsFit(fitA, lda, "A", a));
   if (!transB) kc = Math.min(kc, rowsFit(fitB, ldb, "B", b));
   let nc = n;
@@ -163,22 +167,20 @@ export function matmul(step: Step, op: MatmulOp): void {
       const mm = Math.min(mc, m - m0);
       for (let n0 = 0; n0 < n; n0 += nc) {
         const nn = Math.min(nc, n - n0);
-        for (let k0 = 0; k0 < Math.max(k, 1); k0 += Math.max(kc, 1)) {
+        for (let k0 = 0; k0 === 0 || k0 < k; k0 += kc) {
           const kk = Math.min(kc, k - k0);
           // Element (0, 0) of the sub-problem and the stored rows its binding spans.
-          const aFirst = aOff + z * sa + (transA ? k0 * lda + m0 : m0 * lda + k0);
+          const aFirst = aOff + z * sa + aK(k0) + (transA ? m0 : m0 * lda);
           const aSpan = transA ? (kk - 1) * lda + mm : (mm - 1) * lda + kk;
-          const bFirst = bOff + z * sb + (transB ? n0 * ldb + k0 : k0 * ldb + n0);
+          const bFirst = bOff + z * sb + bK(k0) + (transB ? n0 * ldb : n0);
           const bSpan = transB ? (nn - 1) * ldb + kk : (kk - 1) * ldb + nn;
           const cFirst = cOff + z * sc + m0 * ldc + n0;
           const cSpan = (mm - 1) * ldc + nn;
           encode(step, op, {
+            ...base,
             m: mm,
             n: nn,
             k: kk,
-            lda,
-            ldb,
-            ldc,
             batch: 1,
             aStart: aFirst,
             aCount: Math.max(aSpan, 1),
@@ -190,9 +192,6 @@ export function matmul(step: Step, op: MatmulOp): void {
             sb: 0,
             sc: 0,
             beta: k0 === 0 ? beta : 1,
-            alpha,
-            transA,
-            transB,
           });
         }
       }

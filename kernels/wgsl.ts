@@ -3,6 +3,8 @@
 // WGSL `override`s, so variants that change them are made here; numeric tuning knobs stay overrides.
 
 import { TnlError } from "../core/errors.ts";
+import type { KernelDef } from "../core/gpu.ts";
+import reduceLib from "./reduce_lib.wgsl" with { type: "text" };
 
 export type Defines = Record<string, boolean | number | string>;
 
@@ -67,4 +69,37 @@ export function packParams(fields: readonly (readonly [number, "u32" | "i32" | "
     }
   });
   return new Uint8Array(buf);
+}
+
+const defCache = new Map<string, KernelDef>();
+
+/** A kernel definition built once per key (the key must name every define that shapes the code). */
+export function cachedDef(key: string, make: () => KernelDef): KernelDef {
+  let def = defCache.get(key);
+  if (!def) {
+    def = make();
+    defCache.set(key, def);
+  }
+  return def;
+}
+
+/**
+ * A 2-D grid of `workgroups` workgroups (x ≤ the per-dimension limit); kernels recover the linear index as
+ * wg.y · num_workgroups.x + wg.x and return when past the end.
+ */
+export function grid1d(workgroups: number, maxPerDim = 65535): [number, number] {
+  if (workgroups <= maxPerDim) return [workgroups, 1];
+  const y = Math.ceil(workgroups / maxPerDim);
+  return [Math.ceil(workgroups / y), y];
+}
+
+/** Calls fn(start, count) over [0, n) in pieces of at most `chunk` (at least one call when n = 0 is not made). */
+export function forChunks(n: number, chunk: number, fn: (start: number, count: number) => void): void {
+  const c = Math.max(1, Math.floor(chunk));
+  for (let s = 0; s < n; s += c) fn(s, Math.min(c, n - s));
+}
+
+/** WGSL of a row-reduction kernel: reduce_lib.wgsl (wg_sum, wg_max, non_finite) + the kernel, preprocessed. */
+export function withReduceLib(name: string, source: string, defines: Defines): string {
+  return preprocess("reduce_lib", reduceLib, defines) + "\n" + preprocess(name, source, defines);
 }

@@ -142,6 +142,19 @@ Deno.test(
 );
 
 Deno.test(
+  "matmul with K over the software adapters' loop limit (65535 iterations per invocation)",
+  gpuTest,
+  async () => {
+    // On llvmpipe one invocation of a K = 60000 product would run 67500 loop iterations and silently stop at
+    // 65535; the dispatcher splits K there (gpu.loopLimit). Elsewhere this is one ordinary dispatch.
+    const gpu = await testGpu();
+    const rng = new Rng(8);
+    await check(gpu, { m: 3, n: 5, k: 60000, op: "nn" }, rng);
+    await check(gpu, { m: 2, n: 130, k: 50001, op: "tn", beta: 1 }, rng);
+  },
+);
+
+Deno.test(
   "matmul: many dispatches with different parameters in one step each get their own",
   gpuTest,
   async () => {
