@@ -6,7 +6,8 @@ import type { Gpu } from "../core/gpu.ts";
 import { Tensor } from "../core/tensor.ts";
 import { adamw } from "./adamw.ts";
 import { crossEntropy } from "./cross_entropy.ts";
-import { fillRandom } from "./elementwise.ts";
+import { fillRandom, gluBackward, gluForward, siluBackward, siluForward } from "./elementwise.ts";
+import { normGateBackward, normGateForward, qkvPrepBackward, qkvPrepForward } from "./token_mixer.ts";
 import { embeddingBackward, embeddingBuckets, embeddingForward, uploadBuckets } from "./embedding.ts";
 import { linearBackward, linearForward, lmHeadLoss } from "./layers.ts";
 import { gradNorm, partialsFor } from "./reduce.ts";
@@ -168,6 +169,94 @@ export const opsBenchCases: BenchCase[] = [
         },
         bytes: 4 * n * d * 4,
         dispose: dispose([ids, emb, dx, x, demb, buckets.order, buckets.tokens, buckets.starts]),
+      };
+    },
+  },
+  {
+    name: "silu-fwdbwd",
+    group: "kernels",
+    shapes: (quick) => (quick ? [{ n: 65536 }] : [{ n: 8192 * 2048 }]),
+    setup(gpu, s) {
+      const n = N(s, "n");
+      const [x, dy] = randomTensors(gpu, [[[n], "x"], [[n], "dy"]], 9);
+      const y = Tensor.empty(gpu, [n], "f32", "y"), dx = Tensor.empty(gpu, [n], "f32", "dx");
+      return {
+        encode: (step) => {
+          siluForward(step, x, y);
+          siluBackward(step, x, dy, dx);
+        },
+        bytes: 5 * n * 4,
+        dispose: dispose([x, dy, y, dx]),
+      };
+    },
+  },
+  {
+    name: "glu-fwdbwd",
+    group: "kernels",
+    shapes: (quick) => (quick ? [{ rows: 256, f: 256 }] : [{ rows: 8192, f: 2816 }]),
+    setup(gpu, s) {
+      const rows = N(s, "rows"), f = N(s, "f");
+      const [h, dg] = randomTensors(gpu, [[[rows, 2 * f], "h"], [[rows, f], "dg"]], 10);
+      const g = Tensor.empty(gpu, [rows, f], "f32", "g"), dh = Tensor.empty(gpu, [rows, 2 * f], "f32", "dh");
+      return {
+        encode: (step) => {
+          gluForward(step, h, g, rows, f);
+          gluBackward(step, h, dg, dh, rows, f);
+        },
+        // forward reads h, writes g; backward reads h, dg and writes dh
+        bytes: (2 + 1 + 2 + 1 + 2) * rows * f * 4,
+        dispose: dispose([h, dg, g, dh]),
+      };
+    },
+  },
+  {
+    name: "qkv-prep-lrpe-fwdbwd",
+    group: "kernels",
+    shapes: (quick) => (quick ? [{ b: 2, t: 128, h: 4, d: 32 }] : [{ b: 4, t: 2048, h: 8, d: 128 }]),
+    setup(gpu, s) {
+      const sh = { b: N(s, "b"), t: N(s, "t"), h: N(s, "h"), d: N(s, "d") };
+      const n = sh.b * sh.t, e = sh.h * sh.d;
+      const [qkvu, theta, dq, dk, dv] = randomTensors(gpu, [
+        [[n, 4 * e], "qkvu"],
+        [[sh.h, sh.d], "theta"],
+        [[n * 2 * e], "dq"],
+        [[n * 2 * e], "dk"],
+        [[n * e], "dv"],
+      ], 11);
+      const q = Tensor.empty(gpu, [n * 2 * e], "f32", "q"), k = Tensor.empty(gpu, [n * 2 * e], "f32", "k");
+      const v = Tensor.empty(gpu, [n * e], "f32", "v"), dqkvu = Tensor.empty(gpu, [n, 4 * e], "f32", "dqkvu");
+      const terms = Tensor.empty(gpu, [n, e], "f32", "dθ terms");
+      return {
+        encode: (step) => {
+          qkvPrepForward(step, sh, qkvu, theta, q, k, v);
+          qkvPrepBackward(step, sh, qkvu, theta, dq, dk, dv, dqkvu, terms);
+        },
+        // forward: reads 3E, writes 5E per token; backward: reads 3E + 5E, writes 3E + E
+        bytes: 20 * n * e * 4,
+        dispose: dispose([qkvu, theta, dq, dk, dv, q, k, v, dqkvu, terms]),
+      };
+    },
+  },
+  {
+    name: "norm-gate-fwdbwd",
+    group: "kernels",
+    shapes: (quick) => (quick ? [{ b: 2, t: 128, h: 4, d: 32 }] : [{ b: 4, t: 2048, h: 8, d: 128 }]),
+    setup(gpu, s) {
+      const sh = { b: N(s, "b"), t: N(s, "t"), h: N(s, "h"), d: N(s, "d") };
+      const n = sh.b * sh.t, e = sh.h * sh.d;
+      const [o, qkvu, dog] = randomTensors(gpu, [[[n * e], "o"], [[n, 4 * e], "qkvu"], [[n, e], "dog"]], 12);
+      const on = Tensor.empty(gpu, [n, e], "f32", "on"), rstd = Tensor.empty(gpu, [n], "f32", "rstd");
+      const og = Tensor.empty(gpu, [n, e], "f32", "og"),
+        dqkvu = Tensor.empty(gpu, [n, 4 * e], "f32", "dqkvu");
+      const dO = Tensor.empty(gpu, [n * e], "f32", "do");
+      return {
+        encode: (step) => {
+          normGateForward(step, sh, o, qkvu, on, rstd, og);
+          normGateBackward(step, sh, dog, on, rstd, qkvu, dqkvu, dO);
+        },
+        // forward: reads o twice and u, writes on, og; backward: reads dog, on, u twice, writes du, do
+        bytes: 15 * n * e * 4,
+        dispose: dispose([o, qkvu, dog, on, rstd, og, dqkvu, dO]),
       };
     },
   },

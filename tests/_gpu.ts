@@ -5,6 +5,8 @@ import { errorStats } from "../core/stats.ts";
 import assert from "node:assert/strict";
 
 let shared: Promise<Gpu> | null = null;
+/** TNL_REPORT_ERRORS=1 prints every comparison's measured error (for issue notes and tolerance reviews). */
+const REPORT = Deno.env.get("TNL_REPORT_ERRORS") === "1";
 
 export function testGpu(): Promise<Gpu> {
   shared ??= openGpu();
@@ -22,6 +24,13 @@ export function assertClose(
   what: string,
 ): void {
   const e = errorStats(ours, ref);
+  if (REPORT) {
+    console.error(
+      `error-report\t${what}\t${e.rel.toExponential(2)}\t${e.maxAbs.toExponential(2)}\t${
+        e.maxRef.toExponential(2)
+      }`,
+    );
+  }
   assert.equal(e.nonFinite, 0, `${what}: ${e.nonFinite} non-finite values`);
   assert.ok(
     e.rel <= rel,
