@@ -7,6 +7,8 @@ import { TnlError } from "./errors.ts";
 import type { SpecialIds, Tokenizer } from "./tokenizer.ts";
 import { decodeUtf8Strict, decodeUtf8WithOffsets, encodeUtf8 } from "./utf8.ts";
 
+const utf8Encoder = new TextEncoder();
+
 // ---------------------------------------------------------------------------------------------------------
 // The byte ↔ character table of GPT-2: printable Latin-1 bytes stand for themselves, the other 68 bytes
 // take the characters from U+0100 on, in byte order.
@@ -88,6 +90,86 @@ class PairTable {
 
 // ---------------------------------------------------------------------------------------------------------
 
+/**
+ * Pre-token → ids, keyed by a stretch of a string without slicing it: the hash is computed over the
+ * characters in place and a hit is confirmed with startsWith (a Map keyed by fresh substrings spends
+ * most of encoding time hashing and allocating them). Cleared when it reaches CACHE_LIMIT entries.
+ */
+class WordCache {
+  #mask = (1 << 16) - 1;
+  #slots = new Int32Array(1 << 16).fill(-1);
+  #keys: string[] = [];
+  #hashes: number[] = [];
+  #idStart: number[] = [];
+  #idLen: number[] = [];
+  #ids: number[] = [];
+  #lastSlot = 0;
+  #lastHash = 0;
+
+  /** Entry of s[pos, end), or -1 (then `add` may insert it). */
+  find(s: string, pos: number, end: number): number {
+    let h = 0x811c9dc5 | 0;
+    for (let i = pos; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    const len = end - pos;
+    let slot = h & this.#mask;
+    for (;;) {
+      const e = this.#slots[slot];
+      if (e === -1) break;
+      if (this.#hashes[e] === h) {
+        const k = this.#keys[e];
+        if (k.length === len && s.startsWith(k, pos)) return e;
+      }
+      slot = (slot + 1) & this.#mask;
+    }
+    this.#lastSlot = slot;
+    this.#lastHash = h;
+    return -1;
+  }
+
+  /** Inserts s[pos, end) → ids; only right after a `find` of the same key that returned -1. */
+  add(s: string, pos: number, end: number, ids: readonly number[]): void {
+    if (this.#keys.length >= CACHE_LIMIT) {
+      this.clear();
+      this.find(s, pos, end);
+    }
+    const e = this.#keys.length;
+    this.#keys.push(s.slice(pos, end));
+    this.#hashes.push(this.#lastHash);
+    this.#idStart.push(this.#ids.length);
+    this.#idLen.push(ids.length);
+    for (let k = 0; k < ids.length; k++) this.#ids.push(ids[k]);
+    this.#slots[this.#lastSlot] = e;
+    if (this.#keys.length * 2 > this.#slots.length) this.#grow();
+  }
+
+  /** Appends the ids of entry e. */
+  copyTo(e: number, out: number[]): void {
+    const start = this.#idStart[e], end = start + this.#idLen[e];
+    for (let k = start; k < end; k++) out.push(this.#ids[k]);
+  }
+
+  clear(): void {
+    this.#mask = (1 << 16) - 1;
+    this.#slots = new Int32Array(1 << 16).fill(-1);
+    this.#keys = [];
+    this.#hashes = [];
+    this.#idStart = [];
+    this.#idLen = [];
+    this.#ids = [];
+  }
+
+  #grow(): void {
+    const cap = this.#slots.length * 2;
+    this.#mask = cap - 1;
+    this.#slots = new Int32Array(cap).fill(-1);
+    for (let e = 0; e < this.#keys.length; e++) {
+      let slot = this.#hashes[e] & this.#mask;
+      while (this.#slots[slot] !== -1) slot = (slot + 1) & this.#mask;
+      this.#slots[slot] = e;
+    }
+  }
+}
+
 export interface AddedToken {
   id: number;
   content: string;
@@ -140,14 +222,16 @@ export class ByteLevelBpe implements Tokenizer {
   readonly #addedRegex: RegExp | null;
   readonly #normalizedAddedRegex: RegExp | null;
   readonly #preRegex: RegExp | null;
-  readonly #cache = new Map<string, number[]>();
+  readonly #preSticky: RegExp | null;
+  readonly #cache = new WordCache();
   readonly #tokenBytes: (Uint8Array | undefined)[] = [];
 
   // scratch buffers of the merge loop, grown on demand
   #sym = new Int32Array(64);
   #next = new Int32Array(64);
   #prev = new Int32Array(64);
-  #heap = new Float64Array(128);
+  #heap = new MinHeap(new Float64Array(128));
+  #scratch = new Uint8Array(256);
 
   constructor(spec: ByteLevelBpeSpec) {
     this.spec = spec;
@@ -191,6 +275,7 @@ export class ByteLevelBpe implements Tokenizer {
       ? addedTokenRegex(spec.addedTokens.filter((t) => t.normalized))
       : null;
     this.#preRegex = spec.useRegex ? gpt2Regex() : null;
+    this.#preSticky = spec.useRegex ? new RegExp(GPT2_PATTERN, "yu") : null;
 
     const find = (names: string[]) => {
       for (const n of names) {
@@ -302,55 +387,75 @@ export class ByteLevelBpe implements Tokenizer {
   }
 
   #encodeSegment(text: string, start: number, end: number, ids: number[]): void {
-    let segment = text.slice(start, end);
+    let segment = start === 0 && end === text.length ? text : text.slice(start, end);
     if (this.spec.addPrefixSpace && !segment.startsWith(" ")) segment = " " + segment;
-    this.#pretokenize(segment, 0, segment.length, (s, e) => {
-      const word = segment.slice(s, e);
-      const cached = this.#cache.get(word);
-      if (cached !== undefined) {
-        for (let k = 0; k < cached.length; k++) ids.push(cached[k]);
-        return;
-      }
-      const out: number[] = [];
-      this.#encodeWordBytes(encodeUtf8(word), out);
-      if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
-      this.#cache.set(word, out);
-      for (let k = 0; k < out.length; k++) ids.push(out[k]);
-    });
-  }
-
-  /** The pre-tokenizer: the optional Split regex, then the GPT-2 regex (use_regex), on text[start, end). */
-  #pretokenize(text: string, start: number, end: number, visit: (s: number, e: number) => void): void {
-    const split = this.spec.splitPattern;
-    const inner = (s0: number, e0: number) => {
-      const re = this.#preRegex;
-      if (re === null) {
-        if (e0 > s0) visit(s0, e0);
-        return;
-      }
-      const piece = s0 === 0 && e0 === text.length ? text : text.slice(s0, e0);
+    if (this.spec.splitPattern === null && this.#preSticky !== null) {
+      // The hot path: the GPT-2 regex leaves no gaps, so a sticky test gives each piece's end without
+      // allocating a match; a gap (not expected) falls back to the general splitter.
+      const re = this.#preSticky;
+      let pos = 0;
       re.lastIndex = 0;
-      for (let m = re.exec(piece); m !== null; m = re.exec(piece)) {
-        visit(s0 + m.index, s0 + m.index + m[0].length);
+      while (pos < segment.length) {
+        if (!re.test(segment)) {
+          splitIsolated(
+            this.#preRegex!,
+            segment,
+            pos,
+            segment.length,
+            (s, e) => this.#encodePiece(segment, s, e, ids),
+          );
+          return;
+        }
+        const e = re.lastIndex;
+        this.#encodePiece(segment, pos, e, ids);
+        pos = e;
       }
-    };
-    if (split === null) {
-      inner(start, end);
       return;
     }
-    const piece = text.slice(start, end);
-    let pos = 0;
-    split.lastIndex = 0;
-    for (let m = split.exec(piece); m !== null; m = split.exec(piece)) {
-      if (m[0].length === 0) {
-        split.lastIndex++;
-        continue;
-      }
-      if (m.index > pos) inner(start + pos, start + m.index);
-      inner(start + m.index, start + m.index + m[0].length);
-      pos = m.index + m[0].length;
+    this.#pretokenize(segment, 0, segment.length, (s, e) => this.#encodePiece(segment, s, e, ids));
+  }
+
+  /** UTF-8 of text[start, end) in a scratch buffer (valid until the next call). */
+  #utf8Of(text: string, start: number, end: number): Uint8Array {
+    const n = end - start;
+    if (this.#scratch.length < 3 * n) this.#scratch = new Uint8Array(Math.max(6 * n, 256));
+    const buf = this.#scratch;
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(start + i);
+      if (c >= 0x80) return utf8Encoder.encode(text.slice(start, end));
+      buf[i] = c;
     }
-    if (pos < piece.length) inner(start + pos, end);
+    return buf.subarray(0, n);
+  }
+
+  /** One pre-token, text[start, end), through the cache. */
+  #encodePiece(text: string, start: number, end: number, ids: number[]): void {
+    const cache = this.#cache;
+    const e = cache.find(text, start, end);
+    if (e >= 0) {
+      cache.copyTo(e, ids);
+      return;
+    }
+    const out: number[] = [];
+    this.#encodeWordBytes(this.#utf8Of(text, start, end), out);
+    cache.add(text, start, end, out);
+    for (let k = 0; k < out.length; k++) ids.push(out[k]);
+  }
+
+  /**
+   * The pre-tokenizer on text[start, end): the optional Split regex, then the GPT-2 regex (use_regex).
+   * Both split "isolated", as the library does: matches and the stretches between them are pieces.
+   */
+  #pretokenize(text: string, start: number, end: number, visit: (s: number, e: number) => void): void {
+    const inner = (s0: number, e0: number) => {
+      if (this.#preRegex === null) {
+        if (e0 > s0) visit(s0, e0);
+      } else {
+        splitIsolated(this.#preRegex, text, s0, e0, visit);
+      }
+    };
+    if (this.spec.splitPattern === null) inner(start, end);
+    else splitIsolated(this.spec.splitPattern, text, start, end, inner);
   }
 
   /** BPE on the bytes of one pre-token, appending ids. */
@@ -369,7 +474,7 @@ export class ByteLevelBpe implements Tokenizer {
       this.#sym = new Int32Array(cap);
       this.#next = new Int32Array(cap);
       this.#prev = new Int32Array(cap);
-      this.#heap = new Float64Array(cap * 2);
+      this.#heap = new MinHeap(new Float64Array(cap * 2));
     }
     const sym = this.#sym, next = this.#next, prev = this.#prev;
     // Initial symbols: one per byte; a byte missing from the vocabulary becomes unk, or is dropped
@@ -389,7 +494,8 @@ export class ByteLevelBpe implements Tokenizer {
       prev[i] = i - 1;
     }
     // Min-heap of rank * 2^32 + position: lowest rank first, then leftmost, as the library orders merges.
-    const heap = new MinHeap(this.#heap);
+    const heap = this.#heap;
+    heap.size = 0;
     for (let i = 0; i + 1 < count; i++) {
       const r = this.#ranks.get(sym[i], sym[i + 1]);
       if (r >= 0) heap.push(r * 4294967296 + i);
@@ -416,7 +522,6 @@ export class ByteLevelBpe implements Tokenizer {
         if (r >= 0) heap.push(r * 4294967296 + pos);
       }
     }
-    this.#heap = heap.buffer;
     for (let i = 0; i !== -1; i = next[i]) ids.push(sym[i]);
   }
 
@@ -477,6 +582,32 @@ export class ByteLevelBpe implements Tokenizer {
   toJsonText(): string {
     return tokenizerJsonText(this.spec);
   }
+}
+
+/**
+ * Visits the pieces of text[start, end) split "isolated" by a global regex: every match and every
+ * stretch between matches, in order (empty matches split nothing).
+ */
+export function splitIsolated(
+  re: RegExp,
+  text: string,
+  start: number,
+  end: number,
+  visit: (s: number, e: number) => void,
+): void {
+  const piece = start === 0 && end === text.length ? text : text.slice(start, end);
+  let pos = 0;
+  re.lastIndex = 0;
+  for (let m = re.exec(piece); m !== null; m = re.exec(piece)) {
+    if (m[0].length === 0) {
+      re.lastIndex++;
+      continue;
+    }
+    if (m.index > pos) visit(start + pos, start + m.index);
+    visit(start + m.index, start + m.index + m[0].length);
+    pos = m.index + m[0].length;
+  }
+  if (pos < piece.length) visit(start + pos, start + piece.length);
 }
 
 class MinHeap {

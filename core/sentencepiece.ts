@@ -5,7 +5,9 @@
 
 import { TnlError } from "./errors.ts";
 import type { SpecialIds, Tokenizer } from "./tokenizer.ts";
-import { encodeUtf8, utf8CharLength, Utf8Stream } from "./utf8.ts";
+import { decodeUtf8Strict, decodeUtf8WithOffsets, encodeUtf8, utf8CharLength, Utf8Stream } from "./utf8.ts";
+
+const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 export const SPACE_SYMBOL = "\u2581";
 
@@ -322,6 +324,27 @@ class Normalizer {
     return [bytes.subarray(i, i + len), len];
   }
 
+  /**
+   * The normalized text. Without a character map, and with no user-defined piece holding a space, every
+   * step copies one character, so the rules apply to the decoded text directly (same result, faster).
+   */
+  normalizeToText(input: Uint8Array): string {
+    const spec = this.#spec;
+    if (this.#charsMap !== null || this.#userDefined.some((u) => u.includes(0x20))) {
+      return utf8Decoder.decode(this.normalize(input));
+    }
+    let text = decodeUtf8Strict(input) ?? decodeUtf8WithOffsets(input).text;
+    if (spec.removeExtraWhitespaces) text = text.replace(/^ +/, "").replace(/ {2,}/g, " ");
+    if (text.length === 0) return "";
+    const space = spec.escapeWhitespaces ? SPACE_SYMBOL : " ";
+    if (spec.escapeWhitespaces) text = text.replaceAll(" ", SPACE_SYMBOL);
+    if (spec.addDummyPrefix && !this.#treatWsAsSuffix) text = space + text;
+    // Trailing spaces go, escaped ones included (a literal "▁" at the end too, as in the library).
+    if (spec.removeExtraWhitespaces) { while (text.endsWith(space)) text = text.slice(0, -space.length); }
+    if (spec.addDummyPrefix && this.#treatWsAsSuffix) text += space;
+    return text;
+  }
+
   normalize(input: Uint8Array): Uint8Array {
     const spec = this.#spec;
     const out: number[] = [];
@@ -482,7 +505,7 @@ export class SentencePieceBpe implements Tokenizer {
 
   /** Encodes bytes; an invalid UTF-8 byte becomes U+FFFD (one per byte), as the library's normalizer does. */
   encodeBytes(bytes: Uint8Array): number[] {
-    const normalized = new TextDecoder().decode(this.#normalizer.normalize(bytes));
+    const normalized = this.#normalizer.normalizeToText(bytes);
     const ids: number[] = [];
     if (normalized.length === 0) return ids;
     if (!this.#wordwise) {
