@@ -304,6 +304,19 @@ export class ByteLevelBpe implements Tokenizer {
     return this.#tokenToId.get(token);
   }
 
+  /** The pre-tokenizer alone (no added tokens, no normalizer): pieces in byte-level spelling. */
+  preTokenize(text: string): string[] {
+    const pieces: string[] = [];
+    const segment = this.spec.addPrefixSpace && !text.startsWith(" ") && text.length > 0 ? " " + text : text;
+    this.#pretokenize(
+      segment,
+      0,
+      segment.length,
+      (s, e) => pieces.push(bytesToByteLevel(encodeUtf8(segment.slice(s, e)))),
+    );
+    return pieces;
+  }
+
   encode(text: string): number[] {
     const ids: number[] = [];
     this.#encodeText(text, ids);

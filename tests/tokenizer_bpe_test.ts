@@ -12,6 +12,8 @@ interface ExtraCase {
   text: string;
   hf_ids: number[];
   hf_decoded: string;
+  /** the library's pre-tokenizer pieces (byte-level spelling) */
+  hf_pretokens: string[];
 }
 
 Deno.test("byte-level BPE: expected.json ids and round trips exactly as the tokenizers library", async () => {
@@ -30,6 +32,7 @@ Deno.test("byte-level BPE: Unicode spaces as the library's regex sees them, adde
   const tok = await loadTokenizer(HF_2K);
   const cases = await readJson<ExtraCase[]>(`${TOK_DATA}/extra-expected.json`);
   for (const c of cases) {
+    assert.deepEqual((tok as ByteLevelBpe).preTokenize(c.text), c.hf_pretokens, JSON.stringify(c.text));
     assert.deepEqual(tok.encode(c.text), c.hf_ids, JSON.stringify(c.text));
     assert.equal(tok.decode(c.hf_ids), c.hf_decoded, JSON.stringify(c.text));
   }

@@ -51,6 +51,7 @@ out = []
 for text in EXTRA:
     e = {"text": text, "hf_ids": hf.encode(text, add_special_tokens=False).ids}
     e["hf_decoded"] = hf.decode(e["hf_ids"], skip_special_tokens=False)
+    e["hf_pretokens"] = [w for w, _ in hf.pre_tokenizer.pre_tokenize_str(text)]
     for name, sp in [("sp", sp2k), ("sp_nfkc", nfkc), ("sp_plain", plain)]:
         ids = sp.encode(text)
         e[name + "_ids"] = ids
