@@ -93,7 +93,9 @@ async function readIds(arg: string): Promise<number[]> {
 }
 
 export function tokenizeCommand(): Command {
-  const tokenize = new Command("tokenize").description("train, apply and invert byte-level BPE tokenizers");
+  const tokenize = new Command("tokenize").description(
+    "train byte-level BPE tokenizers; encode and decode with them or SentencePiece models",
+  );
 
   tokenize.command("train")
     .description("train a byte-level BPE tokenizer (HuggingFace tokenizer.json; <pad>=0 <s>=1 </s>=2)")

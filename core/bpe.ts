@@ -748,6 +748,18 @@ function parseNormalizer(v: Json, field: string, source: string): ((s: string) =
   return f;
 }
 
+/**
+ * An Oniguruma pattern (what tokenizer.json Split regexes are written for) as a JavaScript `u` pattern:
+ * `\s`/`\S` become Unicode White_Space, the library's meaning (JavaScript's `\s` differs on U+0085
+ * and U+FEFF). Everything else in such patterns means the same in both.
+ */
+export function onigToJs(pattern: string): string {
+  return pattern.replace(
+    /\\(.)/gsu,
+    (all, c: string) => c === "s" ? "\\p{White_Space}" : c === "S" ? "\\P{White_Space}" : all,
+  );
+}
+
 interface PreTokenizerSpec {
   useRegex: boolean;
   addPrefixSpace: boolean;
@@ -789,7 +801,7 @@ function parsePreTokenizer(v: Json, source: string): PreTokenizerSpec {
       const pattern = isObject(split.pattern) ? split.pattern : null;
       let regex: RegExp;
       try {
-        if (pattern && typeof pattern.Regex === "string") regex = new RegExp(pattern.Regex, "gu");
+        if (pattern && typeof pattern.Regex === "string") regex = new RegExp(onigToJs(pattern.Regex), "gu");
         else if (pattern && typeof pattern.String === "string") {
           regex = new RegExp(pattern.String.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&"), "gu");
         } else throw new Error(`expected {"Regex": ...} or {"String": ...}, got ${show(split.pattern)}`);

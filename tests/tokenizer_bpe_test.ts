@@ -14,6 +14,8 @@ interface ExtraCase {
   hf_decoded: string;
   /** the library's pre-tokenizer pieces (byte-level spelling) */
   hf_pretokens: string[];
+  hf_split_ids: number[];
+  hf_split_decoded: string;
 }
 
 Deno.test("byte-level BPE: expected.json ids and round trips exactly as the tokenizers library", async () => {
@@ -244,5 +246,25 @@ Deno.test("tokenizer_config.json: flags and special tokens (strings or AddedToke
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("byte-level BPE with an NFC normalizer and a Split regex before ByteLevel (Llama 3 shape)", async () => {
+  const tok = await loadTokenizer(`${TOK_DATA}/hf-split-nfc-bpe-800.json`);
+  const cases = await readJson<ExtraCase[]>(`${TOK_DATA}/extra-expected.json`);
+  for (const c of cases) {
+    assert.deepEqual(tok.encode(c.text), c.hf_split_ids, JSON.stringify(c.text));
+    assert.equal(tok.decode(c.hf_split_ids), c.hf_split_decoded, JSON.stringify(c.text));
+  }
+  assert.deepEqual(tok.specialIds, { pad: null, bos: 0, eos: 1, unk: null });
+  // NFC composes before splitting: "e" + U+0301 encodes as "é".
+  assert.deepEqual(tok.encode("cafe\u0301"), tok.encode("caf\u00e9"));
+  // Everything but U+0085/U+FEFF (see above) as the JS library does, whose Split follows the same rules.
+  const oracle = new HfJsTokenizer(
+    JSON.parse(await Deno.readTextFile(`${TOK_DATA}/hf-split-nfc-bpe-800.json`)),
+    {},
+  );
+  for (const s of randomStrings(19, 300, { exclude: JS_REGEX_DIFFERS })) {
+    assert.deepEqual(tok.encode(s), oracle.encode(s, { add_special_tokens: false }).ids, JSON.stringify(s));
   }
 });

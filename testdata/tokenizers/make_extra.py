@@ -4,7 +4,7 @@
 # BROWN_VAL_TXT: data/brown/val.txt as `deno task data:brown` writes it.
 import json, sys
 import sentencepiece as spm
-from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 val = open(sys.argv[1], encoding="utf-8").read()
 
@@ -32,6 +32,21 @@ tok.save("hf-train-brown-val-1000.json")
 
 hf = Tokenizer.from_file("hf-bytelevel-bpe-2k.json")
 
+# The shape of recent byte-level tokenizers (Llama 3, Qwen 2): an NFC normalizer, a Split regex, then
+# ByteLevel without its own regex.
+LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+          r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+split = Tokenizer(models.BPE())
+split.normalizer = normalizers.NFC()
+split.pre_tokenizer = pre_tokenizers.Sequence([
+    pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
+    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+split.decoder = decoders.ByteLevel()
+split.train_from_iterator([val], trainers.BpeTrainer(
+    vocab_size=800, special_tokens=["<|begin_of_text|>", "<|end_of_text|>"],
+    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+split.save("hf-split-nfc-bpe-800.json")
+
 # SentencePiece models beyond the shared fixture: the default nmt_nfkc normalizer (a precompiled
 # character map) with user-defined symbols and byte fallback; and one without byte fallback, without
 # dummy prefix and without extra-whitespace removal.
@@ -52,6 +67,8 @@ for text in EXTRA:
     e = {"text": text, "hf_ids": hf.encode(text, add_special_tokens=False).ids}
     e["hf_decoded"] = hf.decode(e["hf_ids"], skip_special_tokens=False)
     e["hf_pretokens"] = [w for w, _ in hf.pre_tokenizer.pre_tokenize_str(text)]
+    e["hf_split_ids"] = split.encode(text, add_special_tokens=False).ids
+    e["hf_split_decoded"] = split.decode(e["hf_split_ids"], skip_special_tokens=False)
     for name, sp in [("sp", sp2k), ("sp_nfkc", nfkc), ("sp_plain", plain)]:
         ids = sp.encode(text)
         e[name + "_ids"] = ids
