@@ -5,6 +5,7 @@ import { Command, CommanderError, type CommandUnknownOpts, Option } from "@comma
 import { benchCommand } from "./cmd/bench.ts";
 import { infoCommand } from "./cmd/info.ts";
 import { plannedCommands } from "./cmd/planned.ts";
+import { dataCommand, tokenizeCommand } from "./cmd/tokenize.ts";
 import { EXIT_CODES, exitCodeOf, oneLine } from "./core/errors.ts";
 import { ADAPTER_CHOICES } from "./core/gpu.ts";
 import { VERSION } from "./core/version.ts";
@@ -26,7 +27,13 @@ export function buildCli(): CommandUnknownOpts {
       writeOut: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
       writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)),
     });
-  const subcommands: CommandUnknownOpts[] = [infoCommand(), benchCommand(), ...plannedCommands()];
+  const subcommands: CommandUnknownOpts[] = [
+    tokenizeCommand(),
+    dataCommand(),
+    infoCommand(),
+    benchCommand(),
+    ...plannedCommands(),
+  ];
   for (const c of subcommands) {
     program.addCommand(c);
     inherit(program, c);

@@ -18,27 +18,7 @@ function planned(name: string, usage: string, description: string): CommandUnkno
 }
 
 export function plannedCommands(): CommandUnknownOpts[] {
-  const tokenize = new Command("tokenize").description("train, apply and invert byte-level BPE tokenizers");
-  for (
-    const [sub, usage, what] of [
-      ["train", "FILES... --vocab-size N -o tokenizer.json", "train a byte-level BPE tokenizer"],
-      ["encode", "--tokenizer T FILE|- [-o out.bin]", "encode text to token ids"],
-      ["decode", "--tokenizer T IDS|FILE", "decode token ids to text"],
-    ] as const
-  ) {
-    tokenize.addCommand(planned(sub, usage, what).name(sub));
-  }
-  // The parent name appears in the messages of its subcommands.
-  tokenize.commands.forEach((c) => {
-    c.action(() => {
-      throw new TnlError(
-        "unavailable",
-        `\`tnl tokenize ${c.name()}\` is not available in tnl ${VERSION} yet`,
-      );
-    });
-  });
   return [
-    tokenize,
     planned("train", "config.yaml [--fresh] [--json]", "train a model from a YAML config"),
     planned("eval", "--model DIR FILES...", "perplexity, bits per byte and choice tasks of a model"),
     planned("generate", '--model DIR "prompt" [-n N] [--temp T]', "generate text from a model"),

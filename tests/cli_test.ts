@@ -72,9 +72,6 @@ Deno.test("subcommands still to come say so and exit 7, none pretends", async ()
       ["train", "config.yaml"],
       ["eval", "--model", "x", "a.txt"],
       ["generate", "--model", "x", "hello"],
-      ["tokenize", "train", "a.txt", "--vocab-size", "300", "-o", "t.json"],
-      ["tokenize", "encode", "--tokenizer", "t.json", "a.txt"],
-      ["tokenize", "decode", "--tokenizer", "t.json", "1 2 3"],
       ["bench", "model", "--preset", "tnl-tiny"],
     ]
   ) {
