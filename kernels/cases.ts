@@ -1,6 +1,7 @@
 // Every kernel's benchmark cases, in the order `tnl bench kernels` runs them.
 
 import type { BenchCase } from "../core/bench.ts";
+import { lightningBenchCases } from "./lightning.ts";
 import { matmulBenchCases } from "./matmul.ts";
 
-export const kernelBenchCases: readonly BenchCase[] = [...matmulBenchCases];
+export const kernelBenchCases: readonly BenchCase[] = [...matmulBenchCases, ...lightningBenchCases];
