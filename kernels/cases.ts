@@ -3,5 +3,12 @@
 import type { BenchCase } from "../core/bench.ts";
 import { lightningBenchCases } from "./lightning.ts";
 import { matmulBenchCases } from "./matmul.ts";
+import { naiveLinearBenchCases } from "./naive_linear.ts";
+import { softmaxFlashBenchCases } from "./softmax_flash.ts";
 
-export const kernelBenchCases: readonly BenchCase[] = [...matmulBenchCases, ...lightningBenchCases];
+export const kernelBenchCases: readonly BenchCase[] = [
+  ...matmulBenchCases,
+  ...lightningBenchCases,
+  ...naiveLinearBenchCases,
+  ...softmaxFlashBenchCases,
+];
