@@ -1,0 +1,710 @@
+// Dispatcher of Lightning Attention (kernels/lightning.wgsl, lightning_scan.wgsl): decayed causal linear
+// attention O = [(Q Kᵀ) ⊙ M] V, M_ts = λ^(t−s) (t ≥ s), λ = e^(−s_h), forward, backward and the prefill
+// state, each encoded into a given Step (no readbacks; scratch preallocated or cached per device).
+//
+// One kernel does all of it. It computes O_t = Σ_{u≤t} λ^(t−u) (A_t·B_u) C_u for "reader" rows A, "writer"
+// rows B and values C, in logical time that may run backwards; the backward is three such products
+// (derivation in docs/attention.md):
+//   dQ = fwd(dO, V, K),   dK = rev(V, dO, Q),   dV = rev(K, Q, dO)
+// so each gradient is a sweep in which a workgroup needs only its slice of the state, and the block-
+// parallel form below applies to the backward unchanged. Nothing from the forward is saved but Q, K, V.
+//
+// Variants, chosen by shape (or forced with `variant`):
+// - sequential: one workgroup per (head, slice of W output channels) walks all blocks of BT rows
+//   (like Triton's _fwd_kernel); used when there are enough such workgroups to fill the GPU.
+// - parallel: the sequence is cut into chunks of L rows (a multiple of BT). Pass 1 computes each chunk's
+//   contribution to the state (scratch [heads, chunks, dk, dv] fp32), pass 2 scans them along the chunks
+//   (exclusive, decay λ^L per chunk), pass 3 runs every chunk at once from the state at its first row
+//   (inter term through that state, diagonal blocks inside the chunk).
+
+import type { BenchCase } from "../core/bench.ts";
+import { TnlError } from "../core/errors.ts";
+import type { Gpu, KernelDef, Step } from "../core/gpu.ts";
+import { Rng } from "../core/random.ts";
+import { Tensor, type TensorView } from "../core/tensor.ts";
+import { packParams, preprocess } from "./wgsl.ts";
+import source from "./lightning.wgsl" with { type: "text" };
+import scanSource from "./lightning_scan.wgsl" with { type: "text" };
+
+/** Streaming multiprocessors of the NVIDIA H200, the GPU the thresholds below are set for. */
+export const LIGHTNING_SM_COUNT = 132;
+/**
+ * The sequential variant is chosen when it has at least this many workgroups (B·H·⌈e/W⌉): four
+ * 128-invocation workgroups per SM, 16 warps, is the least occupancy that hides the latency of its
+ * block-by-block loop. Below it the block-parallel variant is used.
+ */
+export const LIGHTNING_SEQUENTIAL_MIN_WORKGROUPS = 4 * LIGHTNING_SM_COUNT;
+/** The block-parallel variant cuts the sequence into enough chunks for about this many workgroups. */
+export const LIGHTNING_PARALLEL_TARGET_WORKGROUPS = 8 * LIGHTNING_SM_COUNT;
+/**
+ * Chunks of the parallel variant span at least this many blocks: each chunk's workgroup loads and stores
+ * a d×W state slice, which costs about one block of work.
+ */
+export const LIGHTNING_MIN_CHUNK_BLOCKS = 4;
+/** Largest head dimension (d or e) the kernels take. */
+export const LIGHTNING_MAX_HEAD_DIM = 256;
+/** Rows per block unless `blockRows` says otherwise. */
+export const LIGHTNING_BLOCK_ROWS = 32;
+
+export type LightningVariant = "auto" | "sequential" | "parallel";
+
+export interface LightningShape {
+  /** Batch, heads, sequence length, head dims of q/k (d) and v/o (e). */
+  B: number;
+  H: number;
+  T: number;
+  d: number;
+  e: number;
+}
+
+export interface LightningOptions {
+  /** Default "auto": sequential when B·H·⌈e/W⌉ ≥ LIGHTNING_SEQUENTIAL_MIN_WORKGROUPS, else parallel. */
+  variant?: LightningVariant;
+  /** Rows per block: 16, 32 (default) or 64. */
+  blockRows?: 16 | 32 | 64;
+  /** Rows per chunk of the parallel variant (a multiple of the block rows); default from the shape. */
+  chunkRows?: number;
+  /** Scratch for the parallel variant (≥ lightningScratchElements() f32); default: cached per device. */
+  scratch?: Tensor;
+}
+
+export interface LightningForwardArgs extends LightningShape, LightningOptions {
+  q: Tensor; // [B, H, T, d] f32
+  k: Tensor; // [B, H, T, d] f32
+  v: Tensor; // [B, H, T, e] f32
+  o: Tensor; // [B, H, T, e] f32 (written)
+  slopes: Tensor; // [H] f32: the decay rate s per head (λ = e^−s), e.g. from tnlDecayRates
+}
+
+export interface LightningBackwardArgs extends LightningShape, LightningOptions {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  do: Tensor; // [B, H, T, e] f32: gradient of the output
+  dq: Tensor; // [B, H, T, d] f32 (written)
+  dk: Tensor; // [B, H, T, d] f32 (written)
+  dv: Tensor; // [B, H, T, e] f32 (written)
+  slopes: Tensor;
+}
+
+export interface LightningPrefillArgs extends LightningShape, LightningOptions {
+  /** Needed with `o`. */
+  q?: Tensor;
+  k: Tensor;
+  v: Tensor;
+  /** When given, the outputs are computed in the same pass. */
+  o?: Tensor;
+  slopes: Tensor;
+  /** [B, H, d, e] f32 (written): kv_{T−1} = Σ_s λ^(T−1−s) k_sᵀ v_s, row-major with d rows. */
+  state: Tensor;
+}
+
+// ---------------------------------------------------------------- decay rates
+
+/** ALiBi slopes as the official `_build_slope_tensor` computes them (Python floats, i.e. float64). */
+export function alibiSlopes(n: number): number[] {
+  const pow2 = (m: number) => {
+    const start = 2 ** -(2 ** -(Math.log2(m) - 3));
+    const ratio = start;
+    return Array.from({ length: m }, (_, i) => start * ratio ** i);
+  };
+  if (Number.isInteger(Math.log2(n))) return pow2(n);
+  const c = 2 ** Math.floor(Math.log2(n));
+  return [...pow2(c), ...alibiSlopes(2 * c).filter((_, i) => i % 2 === 0).slice(0, n - c)];
+}
+
+/**
+ * Decay rates s_{h,l} of layer `layer` of `L` (spec §2.5): ALiBi slopes × (1 − l/(L−1) + 1e−5), in fp32 as
+ * the official code computes them (torch.tensor of Python floats → fp32, times a Python float, which
+ * PyTorch rounds to fp32 before an fp32 multiply).
+ */
+export function tnlDecayRates(H: number, layer: number, L: number): Float32Array {
+  if (!Number.isInteger(H) || H < 1) throw new TnlError("input", `decay rates: heads = ${H}, expected ≥ 1`);
+  if (!Number.isInteger(L) || L < 2) {
+    throw new TnlError("input", `decay rates: layers = ${L}; the TNL decay needs at least 2 layers`);
+  }
+  if (!Number.isInteger(layer) || layer < 0 || layer >= L) {
+    throw new TnlError("input", `decay rates: layer ${layer} is not in [0, ${L})`);
+  }
+  const factor = Math.fround(1 - layer / (L - 1) + 1e-5);
+  return Float32Array.from(alibiSlopes(H), (m) => Math.fround(Math.fround(m) * factor));
+}
+
+// ---------------------------------------------------------------- configuration
+
+interface Config {
+  bt: number; // rows per block
+  w: number; // output columns per workgroup
+  dc: number; // staged columns of A/B
+  dkmax: number; // rows of KV held
+  nt: number; // invocations
+  kr: number; // rows per KV-update tile
+}
+
+function workgroupBytes(c: Config, out: boolean): number {
+  const ab = out ? Math.max(2 * c.bt * c.dc, c.bt * c.bt) : c.bt * c.dc;
+  return 4 * (ab + c.bt * c.w + c.dkmax * c.w + 2 * c.bt + 1);
+}
+
+function makeConfig(gpu: Gpu, dk: number, dv: number, bt: number): Config {
+  const dc = dk <= 16 ? 16 : 32;
+  const dkmax = Math.max(dc, 2 ** Math.ceil(Math.log2(dk)));
+  const limit = gpu.limits.maxComputeWorkgroupStorageSize;
+  let w = dv <= 16 ? 16 : 32;
+  const build = (w: number): Config => {
+    const tiles = (bt / 4) * (bt / 8) + (bt / 4) * (w / 8); // 4×8 tiles of S and of O
+    const nt = Math.ceil(tiles / 32) * 32;
+    // KV-update tiles of kr rows: fewest rounds × rows per thread, ties to the larger tile.
+    let kr = 4, best = Infinity;
+    for (const r of [4, 2, 1]) {
+      const cost = Math.ceil(((dc / r) * (w / 4)) / nt) * r;
+      if (cost < best) [best, kr] = [cost, r];
+    }
+    return { bt, w, dc, dkmax, nt, kr };
+  };
+  let cfg = build(w);
+  if (workgroupBytes(cfg, true) > limit && w > 16) cfg = build(w = 16);
+  if (workgroupBytes(cfg, true) > limit) {
+    throw new TnlError(
+      "gpu",
+      `lightning attention with d = ${dk} and block rows ${bt} needs ${workgroupBytes(cfg, true)} bytes of ` +
+        `workgroup memory; this device allows ${limit} (maxComputeWorkgroupStorageSize)`,
+    );
+  }
+  if (cfg.nt > gpu.limits.maxComputeInvocationsPerWorkgroup) {
+    throw new TnlError(
+      "gpu",
+      `lightning attention with block rows ${bt} needs ${cfg.nt} invocations per workgroup; this device ` +
+        `allows ${gpu.limits.maxComputeInvocationsPerWorkgroup}`,
+    );
+  }
+  return cfg;
+}
+
+const defs = new Map<string, KernelDef>();
+function coreDef(c: Config, out: boolean, vecK: boolean, vecV: boolean): KernelDef {
+  const key = `lightning_${out ? "out" : "kv"}_bt${c.bt}_w${c.w}_dc${c.dc}_dk${c.dkmax}_kr${c.kr}${
+    vecK ? "_vk" : ""
+  }${vecV ? "_vv" : ""}`;
+  let def = defs.get(key);
+  if (!def) {
+    const code = preprocess("lightning", source, {
+      OUT: out,
+      VEC_K: vecK,
+      VEC_V: vecV,
+      KR1: c.kr === 1,
+      KR2: c.kr === 2,
+      KR4: c.kr === 4,
+      BT: c.bt,
+      BT4: c.bt / 4,
+      BT8: c.bt / 8,
+      BT1: c.bt + 1,
+      W: c.w,
+      W4: c.w / 4,
+      W8: c.w / 8,
+      DC: c.dc,
+      DC4: c.dc / 4,
+      DKMAX: c.dkmax,
+      NT: c.nt,
+      ST: (c.bt / 4) * (c.bt / 8),
+      OT: (c.bt / 4) * (c.w / 8),
+      KR: c.kr,
+      KVT: (c.dc / c.kr) * (c.w / 4),
+      BS: out ? (c.bt * c.dc) / 4 : 0,
+      AB_LEN: (out ? Math.max(2 * c.bt * c.dc, c.bt * c.bt) : c.bt * c.dc) / 4,
+      CS_LEN: (c.bt * c.w) / 4,
+      KV_LEN: (c.dkmax * c.w) / 4,
+    });
+    const bindings = out
+      ? ["read", "read", "read", "read", "rw", "read", "rw"] as const
+      : ["read", "read", "read", "read", "rw"] as const;
+    def = { name: key, code, bindings, paramBytes: 17 * 4 };
+    defs.set(key, def);
+  }
+  return def;
+}
+
+const scanDef: KernelDef = {
+  name: "lightning_scan",
+  code: scanSource,
+  bindings: ["read", "rw"],
+  paramBytes: 6 * 4,
+};
+
+// ---------------------------------------------------------------- per-device scratch and placeholders
+
+interface DeviceCache {
+  scratch: Tensor[];
+  read: Tensor;
+  write: Tensor;
+}
+const caches = new WeakMap<Gpu, DeviceCache>();
+
+function deviceCache(gpu: Gpu): DeviceCache {
+  let c = caches.get(gpu);
+  if (!c) {
+    c = {
+      scratch: [],
+      read: Tensor.empty(gpu, [4], "f32", "lightning unused input"),
+      write: Tensor.empty(gpu, [4], "f32", "lightning unused output"),
+    };
+    caches.set(gpu, c);
+  }
+  return c;
+}
+
+/**
+ * Scratch of at least `elements` f32, cached per device. A larger request adds a buffer and keeps the old
+ * ones (a step being encoded may still bind them); lightningReleaseScratch frees them all.
+ */
+function cachedScratch(gpu: Gpu, elements: number): Tensor {
+  const c = deviceCache(gpu);
+  const fit = c.scratch.find((t) => t.size >= elements);
+  if (fit) return fit;
+  const t = Tensor.empty(gpu, [elements], "f32", "lightning scratch");
+  c.scratch.push(t);
+  return t;
+}
+
+/** Frees the cached scratch of `gpu` (after the steps that used it were submitted). */
+export function lightningReleaseScratch(gpu: Gpu): void {
+  const c = caches.get(gpu);
+  if (!c) return;
+  for (const t of c.scratch) t.destroy();
+  c.scratch = [];
+}
+
+// ---------------------------------------------------------------- planning
+
+/** One product O_t = Σ_{u≤t} λ^(t−u) (A_t·B_u) C_u over all heads. */
+interface Product {
+  a: Tensor | null; // [heads, T, dk]; null: state only
+  b: Tensor; // [heads, T, dk]
+  c: Tensor; // [heads, T, dv]
+  o: Tensor | null; // [heads, T, dv]
+  state: Tensor | null; // [heads, dk, dv]
+  dk: number;
+  dv: number;
+  reverse: boolean;
+}
+
+interface Plan {
+  cfg: Config;
+  slices: number;
+  parallel: boolean;
+  chunkRows: number;
+  nchunks: number;
+}
+
+function plan(gpu: Gpu, shape: LightningShape, dk: number, dv: number, opts: LightningOptions): Plan {
+  const bt = opts.blockRows ?? LIGHTNING_BLOCK_ROWS;
+  if (![16, 32, 64].includes(bt)) {
+    throw new TnlError("internal", `lightning: block rows ${bt}, expected 16, 32 or 64`);
+  }
+  const cfg = makeConfig(gpu, dk, dv, bt);
+  const heads = shape.B * shape.H, T = shape.T;
+  const slices = Math.ceil(dv / cfg.w);
+  const variant = opts.variant ?? "auto";
+  let parallel = variant === "parallel" ||
+    (variant === "auto" && slices * heads < LIGHTNING_SEQUENTIAL_MIN_WORKGROUPS &&
+      T > LIGHTNING_MIN_CHUNK_BLOCKS * bt);
+  let chunkRows = Math.ceil(T / bt) * bt;
+  if (parallel) {
+    if (opts.chunkRows !== undefined) {
+      if (!Number.isInteger(opts.chunkRows) || opts.chunkRows < bt || opts.chunkRows % bt !== 0) {
+        throw new TnlError("internal", `lightning: chunk rows ${opts.chunkRows} is not a multiple of ${bt}`);
+      }
+      chunkRows = opts.chunkRows;
+    } else {
+      const target = Math.ceil(LIGHTNING_PARALLEL_TARGET_WORKGROUPS / (slices * heads));
+      chunkRows = Math.max(LIGHTNING_MIN_CHUNK_BLOCKS * bt, Math.ceil(Math.ceil(T / target) / bt) * bt);
+    }
+    const maxChunks = gpu.limits.maxComputeWorkgroupsPerDimension;
+    if (Math.ceil(T / chunkRows) > maxChunks) chunkRows = Math.ceil(Math.ceil(T / maxChunks) / bt) * bt;
+    if (Math.ceil(T / chunkRows) <= 1) {
+      parallel = false;
+      chunkRows = Math.ceil(T / bt) * bt;
+    }
+  }
+  return { cfg, slices, parallel, chunkRows, nchunks: parallel ? Math.ceil(T / chunkRows) : 1 };
+}
+
+/** f32 elements of scratch the parallel variant needs for this shape (0 when it would not be used). */
+export function lightningScratchElements(
+  gpu: Gpu,
+  shape: LightningShape,
+  opts: LightningOptions = {},
+): number {
+  let most = 0;
+  for (const [dk, dv] of [[shape.d, shape.e], [shape.e, shape.d]]) {
+    const p = plan(gpu, shape, dk, dv, opts);
+    if (p.parallel) most = Math.max(most, headsPerDispatch(gpu, shape, dk, dv, p) * p.nchunks * dk * dv);
+  }
+  return most;
+}
+
+function headsPerDispatch(gpu: Gpu, shape: LightningShape, dk: number, dv: number, p: Plan): number {
+  const fit = Math.floor((gpu.maxBindingBytes - gpu.limits.minStorageBufferOffsetAlignment) / 4);
+  const perHead: [string, number][] = [
+    ["rows of q/k", shape.T * dk],
+    ["rows of v/o", shape.T * dv],
+    ["state", dk * dv],
+  ];
+  if (p.parallel) perHead.push(["chunk states", p.nchunks * dk * dv]);
+  let n = Math.min(shape.B * shape.H, gpu.limits.maxComputeWorkgroupsPerDimension);
+  for (const [what, elems] of perHead) {
+    if (elems > fit) {
+      throw new TnlError(
+        "gpu",
+        `lightning attention: the ${what} of one head (${elems} f32, T = ${shape.T}) exceed one storage ` +
+          `binding of ${gpu.maxBindingBytes} bytes`,
+      );
+    }
+    n = Math.min(n, Math.floor(fit / elems));
+  }
+  return n;
+}
+
+function checkTensor(t: Tensor, what: string, elems: number): void {
+  if (t.dtype !== "f32") {
+    throw new TnlError("internal", `lightning: ${what} '${t.label}' is ${t.dtype}, not f32`);
+  }
+  if (t.size !== elems) {
+    throw new TnlError(
+      "internal",
+      `lightning: ${what} '${t.label}' [${t.shape}] holds ${t.size} elements, expected ${elems}`,
+    );
+  }
+}
+
+function checkShape(shape: LightningShape, slopes: Tensor): void {
+  const { B, H, T, d, e } = shape;
+  for (const [n, v] of [["B", B], ["H", H], ["T", T], ["d", d], ["e", e]] as const) {
+    if (!Number.isSafeInteger(v) || v < (n === "T" ? 0 : 1)) {
+      throw new TnlError("internal", `lightning: ${n} = ${v}`);
+    }
+  }
+  for (const [n, v] of [["d", d], ["e", e]] as const) {
+    if (v > LIGHTNING_MAX_HEAD_DIM) {
+      throw new TnlError(
+        "input",
+        `lightning attention: head dim ${n} = ${v} exceeds ${LIGHTNING_MAX_HEAD_DIM}`,
+      );
+    }
+  }
+  checkTensor(slopes, "slopes", H);
+}
+
+// ---------------------------------------------------------------- encoding
+
+function encodeProduct(
+  step: Step,
+  shape: LightningShape,
+  slopes: Tensor,
+  prod: Product,
+  opts: LightningOptions,
+) {
+  const gpu = step.gpu;
+  const { T, H } = shape;
+  const heads = shape.B * shape.H;
+  if (T === 0) return;
+  const { dk, dv } = prod;
+  const p = plan(gpu, shape, dk, dv, opts);
+  const group = headsPerDispatch(gpu, shape, dk, dv, p);
+  const cache = deviceCache(gpu);
+  let scratch: Tensor | null = null;
+  if (p.parallel) {
+    const need = group * p.nchunks * dk * dv;
+    if (opts.scratch) {
+      if (opts.scratch.dtype !== "f32" || opts.scratch.size < need) {
+        throw new TnlError(
+          "internal",
+          `lightning: scratch '${opts.scratch.label}' holds ${opts.scratch.size} elements, needs ${need} f32`,
+        );
+      }
+      scratch = opts.scratch;
+    } else {
+      scratch = cachedScratch(gpu, need);
+    }
+  }
+  const scan = gpu.kernel(scanDef);
+  const unusedRead = cache.read.view(), unusedWrite = cache.write.view();
+
+  for (let h0 = 0; h0 < heads; h0 += group) {
+    const nh = Math.min(group, heads - h0);
+    const rowsK = T * dk, rowsV = T * dv;
+    const vb = prod.b.view(h0 * rowsK, nh * rowsK);
+    const vc = prod.c.view(h0 * rowsV, nh * rowsV);
+    const va = prod.a ? prod.a.view(h0 * rowsK, nh * rowsK) : null;
+    const vo = prod.o ? prod.o.view(h0 * rowsV, nh * rowsV) : null;
+    const vs = prod.state ? prod.state.view(h0 * dk * dv, nh * dk * dv) : null;
+    const vk = scratch ? scratch.view(0, nh * p.nchunks * dk * dv) : null;
+    const params = (
+      o: { a?: TensorView | null; o?: TensorView | null; kvIn?: TensorView | null; out?: TensorView | null },
+      z0: number,
+      init: boolean,
+      store: number,
+    ) =>
+      packParams([
+        [T, "u32"],
+        [dk, "u32"],
+        [dv, "u32"],
+        [H, "u32"],
+        [h0, "u32"],
+        [o.a?.base ?? 0, "u32"],
+        [vb.base, "u32"],
+        [vc.base, "u32"],
+        [o.o?.base ?? 0, "u32"],
+        [o.kvIn?.base ?? 0, "u32"],
+        [o.out?.base ?? 0, "u32"],
+        [p.chunkRows, "u32"],
+        [p.nchunks, "u32"],
+        [z0, "u32"],
+        [prod.reverse ? 1 : 0, "u32"],
+        [init ? 1 : 0, "u32"],
+        [store, "u32"],
+      ]);
+    const slopeView = slopes.view();
+    // vec4 bindings where rows are multiples of 4 floats and the views start on a vec4.
+    const vecK = dk % 4 === 0 && vb.base % 4 === 0 && (!va || va.base % 4 === 0);
+    const vecV = dv % 4 === 0 && vc.base % 4 === 0 && (!vo || vo.base % 4 === 0);
+    const outKernel = gpu.kernel(coreDef(p.cfg, true, vecK, vecV));
+    const kvKernel = gpu.kernel(coreDef(p.cfg, false, vecK, vecV));
+    if (p.parallel) {
+      // Pass 1: each chunk's own contribution (the last chunk's is never needed).
+      step.dispatch(
+        kvKernel,
+        [slopeView, vb, vc, unusedRead, vk!],
+        params({ out: vk }, 0, false, 1),
+        [p.slices, nh, p.nchunks - 1],
+      );
+      // Pass 2: the state at each chunk's first row.
+      step.dispatch(
+        scan,
+        [slopeView, vk!],
+        packParams([
+          [dk * dv, "u32"],
+          [p.nchunks, "u32"],
+          [p.chunkRows, "u32"],
+          [H, "u32"],
+          [h0, "u32"],
+          [vk!.base, "u32"],
+        ]),
+        [Math.ceil((dk * dv) / 64), nh],
+      );
+    }
+    const kvIn = p.parallel ? vk : null;
+    if (va && vo) {
+      // Pass 3 (or the whole sequential sweep): outputs, and the final state when asked for.
+      step.dispatch(
+        outKernel,
+        [slopeView, va, vb, vc, vo, kvIn ?? unusedRead, vs ?? unusedWrite],
+        params({ a: va, o: vo, kvIn, out: vs }, 0, p.parallel, vs ? 2 : 0),
+        [p.slices, nh, p.nchunks],
+      );
+    } else if (vs) {
+      // State only: the last chunk, from the state at its first row.
+      step.dispatch(
+        kvKernel,
+        [slopeView, vb, vc, kvIn ?? unusedRead, vs],
+        params({ kvIn, out: vs }, p.nchunks - 1, p.parallel, 2),
+        [p.slices, nh, 1],
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------- entry points
+
+/** Encodes O = [(Q Kᵀ) ⊙ M] V for all (batch, head) into `step`. */
+export function lightningForward(step: Step, args: LightningForwardArgs): void {
+  const { B, H, T, d, e } = args;
+  checkShape(args, args.slopes);
+  checkTensor(args.q, "q", B * H * T * d);
+  checkTensor(args.k, "k", B * H * T * d);
+  checkTensor(args.v, "v", B * H * T * e);
+  checkTensor(args.o, "o", B * H * T * e);
+  encodeProduct(step, args, args.slopes, {
+    a: args.q,
+    b: args.k,
+    c: args.v,
+    o: args.o,
+    state: null,
+    dk: d,
+    dv: e,
+    reverse: false,
+  }, args);
+}
+
+/** Encodes dQ, dK, dV of lightningForward for the output gradient dO, recomputing from Q, K, V. */
+export function lightningBackward(step: Step, args: LightningBackwardArgs): void {
+  const { B, H, T, d, e } = args;
+  checkShape(args, args.slopes);
+  checkTensor(args.q, "q", B * H * T * d);
+  checkTensor(args.k, "k", B * H * T * d);
+  checkTensor(args.v, "v", B * H * T * e);
+  checkTensor(args.do, "do", B * H * T * e);
+  checkTensor(args.dq, "dq", B * H * T * d);
+  checkTensor(args.dk, "dk", B * H * T * d);
+  checkTensor(args.dv, "dv", B * H * T * e);
+  const base = { state: null };
+  // dq_t = Σ_{s≤t} λ^(t−s) (do_t·v_s) k_s
+  encodeProduct(step, args, args.slopes, {
+    ...base,
+    a: args.do,
+    b: args.v,
+    c: args.k,
+    o: args.dq,
+    dk: e,
+    dv: d,
+    reverse: false,
+  }, args);
+  // dk_s = Σ_{t≥s} λ^(t−s) (v_s·do_t) q_t
+  encodeProduct(step, args, args.slopes, {
+    ...base,
+    a: args.v,
+    b: args.do,
+    c: args.q,
+    o: args.dk,
+    dk: e,
+    dv: d,
+    reverse: true,
+  }, args);
+  // dv_s = Σ_{t≥s} λ^(t−s) (k_s·q_t) do_t
+  encodeProduct(step, args, args.slopes, {
+    ...base,
+    a: args.k,
+    b: args.q,
+    c: args.do,
+    o: args.dv,
+    dk: d,
+    dv: e,
+    reverse: true,
+  }, args);
+}
+
+/**
+ * Encodes the prefill state kv_{T−1} = Σ_s λ^(T−1−s) k_sᵀ v_s [B, H, d, e] (decayed to the last token, with
+ * the true length of a partial last block), and the outputs too when `o` (and `q`) are given.
+ */
+export function lightningPrefillState(step: Step, args: LightningPrefillArgs): void {
+  const { B, H, T, d, e } = args;
+  checkShape(args, args.slopes);
+  checkTensor(args.k, "k", B * H * T * d);
+  checkTensor(args.v, "v", B * H * T * e);
+  checkTensor(args.state, "state", B * H * d * e);
+  if (args.o) {
+    if (!args.q) throw new TnlError("internal", "lightning prefill: outputs need q");
+    checkTensor(args.q, "q", B * H * T * d);
+    checkTensor(args.o, "o", B * H * T * e);
+  }
+  if (T === 0) {
+    throw new TnlError("internal", "lightning prefill: T = 0 (an empty prompt has the zero state)");
+  }
+  encodeProduct(step, args, args.slopes, {
+    a: args.o ? args.q! : null,
+    b: args.k,
+    c: args.v,
+    o: args.o ?? null,
+    state: args.state,
+    dk: d,
+    dv: e,
+    reverse: false,
+  }, args);
+}
+
+/** The variant and chunking the dispatcher picks for a product with these head dims (for tests, docs). */
+export function lightningPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {}) {
+  const p = plan(gpu, shape, shape.d, shape.e, opts);
+  return {
+    variant: p.parallel ? "parallel" as const : "sequential" as const,
+    blockRows: p.cfg.bt,
+    sliceWidth: p.cfg.w,
+    chunkRows: p.chunkRows,
+    chunks: p.nchunks,
+    workgroupBytes: workgroupBytes(p.cfg, true),
+    invocations: p.cfg.nt,
+  };
+}
+
+// ---------------------------------------------------------------- cost and benchmarks
+
+/** MACs per (batch, head) of spec §4.6 with block rows `bt`: forward n·B(d+e) + 2nde, backward n·B(3d+2e) + 5nde. */
+export function lightningMacs(T: number, d: number, e: number, bt = LIGHTNING_BLOCK_ROWS) {
+  return { forward: T * bt * (d + e) + 2 * T * d * e, backward: T * bt * (3 * d + 2 * e) + 5 * T * d * e };
+}
+
+function attentionInputs(gpu: Gpu, shape: Record<string, number | string>, seed: number) {
+  const B = Number(shape.b),
+    H = Number(shape.h),
+    T = Number(shape.T),
+    d = Number(shape.d),
+    e = Number(shape.e);
+  const rng = new Rng(seed);
+  // Inputs of the size the model feeds (silu outputs of unit-scale activations), never zeros.
+  const q = Tensor.from(gpu, rng.uniformArray(B * H * T * d, -0.5, 0.5), [B, H, T, d], "f32", "bench q");
+  const k = Tensor.from(gpu, rng.uniformArray(B * H * T * d, -0.5, 0.5), [B, H, T, d], "f32", "bench k");
+  const v = Tensor.from(gpu, rng.uniformArray(B * H * T * e, -0.5, 0.5), [B, H, T, e], "f32", "bench v");
+  const slopes = Tensor.from(gpu, tnlDecayRates(H, 0, 2), [H], "f32", "bench slopes");
+  return { B, H, T, d, e, q, k, v, slopes };
+}
+
+/** Full shapes of the attention benchmarks: b=4, h=16, d=e=128 as in ../anchors (T = 1K … 64K). */
+export const ATTENTION_BENCH_T = [1024, 4096, 16384, 65536];
+export const ATTENTION_QUICK_SHAPES = [{ b: 1, h: 2, T: 256, d: 32, e: 32 }, {
+  b: 1,
+  h: 1,
+  T: 300,
+  d: 64,
+  e: 32,
+}];
+
+function lightningShapes(quick: boolean) {
+  return quick ? ATTENTION_QUICK_SHAPES : ATTENTION_BENCH_T.map((T) => ({ b: 4, h: 16, T, d: 128, e: 128 }));
+}
+
+/** Benchmark cases: forward, forward + backward, and the prefill state. */
+export const lightningBenchCases: BenchCase[] = [{
+  name: "lightning-fwd",
+  group: "kernels",
+  shapes: lightningShapes,
+  setup(gpu, shape) {
+    const x = attentionInputs(gpu, shape, 11);
+    const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
+    return {
+      encode: (step) => lightningForward(step, { ...x, o }),
+      flops: 2 * x.B * x.H * lightningMacs(x.T, x.d, x.e).forward,
+      tokens: x.B * x.T,
+      dispose: () => {
+        [x.q, x.k, x.v, x.slopes, o].forEach((t) => t.destroy());
+        lightningReleaseScratch(gpu);
+      },
+    };
+  },
+}, {
+  name: "lightning-fwdbwd",
+  group: "kernels",
+  shapes: lightningShapes,
+  setup(gpu, shape) {
+    const x = attentionInputs(gpu, shape, 12);
+    const n = x.B * x.H * x.T;
+    const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
+    const dO = Tensor.from(gpu, new Rng(13).uniformArray(n * x.e), [x.B, x.H, x.T, x.e], "f32", "bench do");
+    const dq = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dq");
+    const dk = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dk");
+    const dv = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench dv");
+    const macs = lightningMacs(x.T, x.d, x.e);
+    return {
+      encode: (step) => {
+        lightningForward(step, { ...x, o });
+        lightningBackward(step, { ...x, do: dO, dq, dk, dv });
+      },
+      flops: 2 * x.B * x.H * (macs.forward + macs.backward),
+      tokens: x.B * x.T,
+      dispose: () => {
+        [x.q, x.k, x.v, x.slopes, o, dO, dq, dk, dv].forEach((t) => t.destroy());
+        lightningReleaseScratch(gpu);
+      },
+    };
+  },
+}];

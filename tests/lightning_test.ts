@@ -1,0 +1,348 @@
+import assert from "node:assert/strict";
+import { TnlError } from "../core/errors.ts";
+import { type Gpu, openGpu } from "../core/gpu.ts";
+import { Rng } from "../core/random.ts";
+import { errorStats } from "../core/stats.ts";
+import { Tensor } from "../core/tensor.ts";
+import {
+  alibiSlopes,
+  LIGHTNING_SEQUENTIAL_MIN_WORKGROUPS,
+  lightningBackward,
+  lightningForward,
+  type LightningOptions,
+  lightningPlan,
+  lightningPrefillState,
+  lightningReleaseScratch,
+  lightningScratchElements,
+  tnlDecayRates,
+} from "../kernels/lightning.ts";
+import {
+  type AttnDims,
+  lightningBackwardRef,
+  lightningRecurrenceBackwardRef,
+  lightningRecurrenceRef,
+  lightningRef,
+} from "../kernels/lightning_ref.ts";
+import { assertClose, gpuTest, testGpu } from "./_gpu.ts";
+
+// Attention, fp32 on the GPU vs float64: ‖Δ‖/‖ref‖ ≤ 1e-5 (measured: ~2e-7 at T ≤ 300).
+const REL = 1e-5;
+
+// Rates of the three regimes, one per head of a launch: the last layer's (tiny, λ^T ≈ 1 over the whole
+// sequence), a middle one, and the first layer's largest (λ^32 ≈ 1e-10).
+const RATES = [tnlDecayRates(8, 23, 24)[0], 0.05, tnlDecayRates(16, 0, 24)[0]];
+
+interface Inputs {
+  dims: AttnDims;
+  hq: Float32Array;
+  hk: Float32Array;
+  hv: Float32Array;
+  hdo: Float32Array;
+  hs: Float32Array;
+}
+
+function inputs(dims: AttnDims, rates: readonly number[], seed: number): Inputs {
+  const { B, H, T, d, e } = dims;
+  const rng = new Rng(seed);
+  return {
+    dims,
+    hq: rng.uniformArray(B * H * T * d),
+    hk: rng.uniformArray(B * H * T * d),
+    hv: rng.uniformArray(B * H * T * e),
+    hdo: rng.uniformArray(B * H * T * e),
+    hs: Float32Array.from({ length: H }, (_, h) => rates[h % rates.length]),
+  };
+}
+
+interface Results {
+  o: Float32Array;
+  dq: Float32Array;
+  dk: Float32Array;
+  dv: Float32Array;
+  state: Float32Array;
+  /** Outputs of the prefill entry run with `o` (must equal o). */
+  prefillO: Float32Array;
+  /** State of the prefill entry run with outputs. */
+  prefillState: Float32Array;
+}
+
+/** Forward, backward, state only, and state + outputs, all in one step. */
+async function runAll(gpu: Gpu, x: Inputs, opts: LightningOptions): Promise<Results> {
+  const { B, H, T, d, e } = x.dims;
+  const t = (data: Float32Array | number, label: string) =>
+    typeof data === "number"
+      ? Tensor.empty(gpu, [data], "f32", label)
+      : Tensor.from(gpu, data, [data.length], "f32", label);
+  const q = t(x.hq, "q"), k = t(x.hk, "k"), v = t(x.hv, "v"), dO = t(x.hdo, "do"), slopes = t(x.hs, "slopes");
+  const o = t(B * H * T * e, "o"), o2 = t(B * H * T * e, "o2");
+  const dq = t(B * H * T * d, "dq"), dk = t(B * H * T * d, "dk"), dv = t(B * H * T * e, "dv");
+  const state = t(B * H * d * e, "state"), state2 = t(B * H * d * e, "state2");
+  const step = gpu.step("lightning test");
+  const args = { ...x.dims, q, k, v, slopes, ...opts };
+  lightningForward(step, { ...args, o });
+  lightningBackward(step, { ...args, do: dO, dq, dk, dv });
+  if (T > 0) {
+    lightningPrefillState(step, { ...args, state });
+    lightningPrefillState(step, { ...args, o: o2, state: state2 });
+  }
+  step.submit();
+  const r: Results = {
+    o: await o.readF32(),
+    dq: await dq.readF32(),
+    dk: await dk.readF32(),
+    dv: await dv.readF32(),
+    state: await state.readF32(),
+    prefillO: await o2.readF32(),
+    prefillState: await state2.readF32(),
+  };
+  [q, k, v, dO, slopes, o, o2, dq, dk, dv, state, state2].forEach((x) => x.destroy());
+  return r;
+}
+
+async function checkAll(gpu: Gpu, x: Inputs, opts: LightningOptions, label: string): Promise<void> {
+  const r = await runAll(gpu, x, opts);
+  const ref = lightningRef(x.hq, x.hk, x.hv, x.hs, x.dims);
+  const g = lightningBackwardRef(x.hq, x.hk, x.hv, x.hdo, x.hs, x.dims);
+  const rec = lightningRecurrenceRef(x.hq, x.hk, x.hv, x.hs, x.dims);
+  assertClose(r.o, ref, REL, `${label}: o`);
+  assertClose(r.dq, g.dq, REL, `${label}: dq`);
+  assertClose(r.dk, g.dk, REL, `${label}: dk`);
+  assertClose(r.dv, g.dv, REL, `${label}: dv`);
+  assertClose(r.state, rec.state, REL, `${label}: prefill state`);
+  assertClose(r.prefillState, rec.state, REL, `${label}: prefill state with outputs`);
+  assert.deepEqual(r.prefillO, r.o, `${label}: prefill outputs equal the forward's`);
+}
+
+// ---------------------------------------------------------------- references
+
+Deno.test("references: the quadratic form and the recurrence agree, forward and backward", () => {
+  for (
+    const [dims, seed] of [[{ B: 2, H: 3, T: 37, d: 5, e: 3 }, 1], [
+      { B: 1, H: 3, T: 1, d: 2, e: 4 },
+      2,
+    ]] as const
+  ) {
+    const x = inputs(dims, RATES, seed);
+    const quad = lightningRef(x.hq, x.hk, x.hv, x.hs, dims);
+    const rec = lightningRecurrenceRef(x.hq, x.hk, x.hv, x.hs, dims);
+    assertClose(rec.o, quad, 1e-13, "o");
+    const g1 = lightningBackwardRef(x.hq, x.hk, x.hv, x.hdo, x.hs, dims);
+    const g2 = lightningRecurrenceBackwardRef(x.hq, x.hk, x.hv, x.hdo, x.hs, dims);
+    assertClose(g2.dq, g1.dq, 1e-13, "dq");
+    assertClose(g2.dk, g1.dk, 1e-13, "dk");
+    assertClose(g2.dv, g1.dv, 1e-13, "dv");
+  }
+  // The state of a one-token prompt is k_0ᵀ v_0.
+  const dims = { B: 1, H: 1, T: 1, d: 2, e: 3 };
+  const { state } = lightningRecurrenceRef([1, 2], [3, 4], [5, 6, 7], [0.3], dims);
+  assert.deepEqual([...state], [15, 18, 21, 20, 24, 28]);
+});
+
+Deno.test("reference backward matches central finite differences of the quadratic form (float64)", () => {
+  const dims = { B: 1, H: 2, T: 9, d: 3, e: 2 };
+  const x = inputs(dims, [0.3, 1e-5], 3);
+  const q = Float64Array.from(x.hq), k = Float64Array.from(x.hk), v = Float64Array.from(x.hv);
+  const w = Float64Array.from(x.hdo);
+  // L = Σ o ⊙ w, so dL/dO = w.
+  const loss = () => lightningRef(q, k, v, x.hs, dims).reduce((acc, o, i) => acc + o * w[i], 0);
+  const g = lightningBackwardRef(q, k, v, w, x.hs, dims);
+  const h = 1e-6;
+  for (const [name, arr, grad] of [["q", q, g.dq], ["k", k, g.dk], ["v", v, g.dv]] as const) {
+    const fd = new Float64Array(arr.length);
+    for (let i = 0; i < arr.length; i++) {
+      const keep = arr[i];
+      arr[i] = keep + h;
+      const up = loss();
+      arr[i] = keep - h;
+      const down = loss();
+      arr[i] = keep;
+      fd[i] = (up - down) / (2 * h);
+    }
+    assertClose(grad, fd, 1e-8, `d${name} vs finite differences`);
+  }
+});
+
+Deno.test("tnlDecayRates follows spec §2.5: ALiBi slopes × (1 − l/(L−1) + 1e−5) in fp32", () => {
+  const f32 = Math.fround;
+  // Power-of-two heads.
+  assert.deepEqual(alibiSlopes(4), [1 / 4, 1 / 16, 1 / 64, 1 / 256]);
+  assert.deepEqual(alibiSlopes(8), Array.from({ length: 8 }, (_, h) => 2 ** -(h + 1)));
+  alibiSlopes(16).forEach((m, h) => assert.ok(Math.abs(m / 2 ** (-(h + 1) / 2) - 1) < 1e-14, `H=16 h=${h}`));
+  alibiSlopes(32).forEach((m, h) => assert.ok(Math.abs(m / 2 ** (-(h + 1) / 4) - 1) < 1e-14, `H=32 h=${h}`));
+  // H = 40: slopes(32) then every other slope of 64 heads, 2^-(2j+1)/8.
+  const s40 = alibiSlopes(40);
+  assert.equal(s40.length, 40);
+  for (let i = 0; i < 32; i++) assert.ok(Math.abs(s40[i] / 2 ** (-(i + 1) / 4) - 1) < 1e-14);
+  for (let j = 0; j < 8; j++) assert.ok(Math.abs(s40[32 + j] / 2 ** (-(2 * j + 1) / 8) - 1) < 1e-14);
+  // Layer factors: (1 + 1e-5) for layer 0, 1e-5 for the last, as fp32 products of fp32 values.
+  assert.deepEqual(
+    [...tnlDecayRates(4, 0, 24)],
+    [1 / 4, 1 / 16, 1 / 64, 1 / 256].map((m) => f32(m * f32(1 + 1e-5))),
+  );
+  assert.deepEqual(
+    [...tnlDecayRates(4, 23, 24)],
+    [1 / 4, 1 / 16, 1 / 64, 1 / 256].map((m) => f32(m * f32(1e-5))),
+  );
+  const mid = tnlDecayRates(16, 8, 17);
+  mid.forEach((s, h) => assert.equal(s, f32(f32(2 ** (-(h + 1) / 2)) * f32(0.5 + 1e-5))));
+  assert.ok(tnlDecayRates(40, 41, 42).every((s) => s > 0 && s < 1e-5));
+  assert.throws(() => tnlDecayRates(4, 0, 1), (e) => e instanceof TnlError && e.message.includes("2 layers"));
+  assert.throws(() => tnlDecayRates(4, 5, 5), TnlError);
+});
+
+// ---------------------------------------------------------------- GPU vs float64
+
+const DIMS: [number, number][] = [[16, 16], [32, 16], [64, 64], [128, 128], [256, 128]];
+
+Deno.test(
+  "sequential variant: forward, gradients and prefill state vs float64 over T, (d, e) and rates",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const bt = 32;
+    let seed = 100;
+    for (const [d, e] of DIMS) {
+      for (const T of [1, 7, bt - 1, bt, bt + 1, 300]) {
+        const dims = { B: 1, H: 3, T, d, e };
+        await checkAll(
+          gpu,
+          inputs(dims, RATES, seed++),
+          { variant: "sequential" },
+          `seq d=${d} e=${e} T=${T}`,
+        );
+      }
+    }
+  },
+);
+
+Deno.test("block-parallel variant: the same grid, with chunks of 64 rows", gpuTest, async () => {
+  const gpu = await testGpu();
+  const chunk = 64;
+  let seed = 200;
+  for (const [d, e] of DIMS) {
+    for (const T of [1, 7, chunk - 1, chunk, chunk + 1, 300]) {
+      const dims = { B: 1, H: 3, T, d, e };
+      const opts = { variant: "parallel", chunkRows: chunk } as const;
+      await checkAll(gpu, inputs(dims, RATES, seed++), opts, `par d=${d} e=${e} T=${T}`);
+    }
+  }
+  lightningReleaseScratch(gpu);
+});
+
+Deno.test("block rows 16 and 64, both variants, batch > 1 and odd head dims", gpuTest, async () => {
+  const gpu = await testGpu();
+  let seed = 300;
+  for (const bt of [16, 64] as const) {
+    for (const T of [bt - 1, bt, bt + 1, 5 * bt + 3]) {
+      for (const variant of ["sequential", "parallel"] as const) {
+        const dims = { B: 2, H: 3, T, d: 24, e: 40 };
+        const opts = { variant, blockRows: bt, chunkRows: variant === "parallel" ? 2 * bt : undefined };
+        await checkAll(gpu, inputs(dims, RATES, seed++), opts, `bt=${bt} ${variant} T=${T}`);
+      }
+    }
+  }
+  // Head dims that are not multiples of 4 (any d, e ≤ 256 work).
+  await checkAll(gpu, inputs({ B: 1, H: 2, T: 45, d: 3, e: 5 }, RATES, seed++), {}, "d=3 e=5");
+  await checkAll(gpu, inputs({ B: 1, H: 1, T: 40, d: 130, e: 1 }, RATES, seed++), {}, "d=130 e=1");
+  lightningReleaseScratch(gpu);
+});
+
+Deno.test(
+  "T = 4099 at the last layer's rate vs the float64 recurrence (drift over 129 blocks)",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const s = tnlDecayRates(8, 23, 24)[0]; // 0.5 · 1e-5
+    const dims = { B: 1, H: 1, T: 4099, d: 16, e: 16 };
+    const x = inputs(dims, [s], 400);
+    const rec = lightningRecurrenceRef(x.hq, x.hk, x.hv, x.hs, dims);
+    const grads = lightningRecurrenceBackwardRef(x.hq, x.hk, x.hv, x.hdo, x.hs, dims);
+    for (const variant of ["sequential", "parallel"] as const) {
+      const r = await runAll(gpu, x, { variant });
+      const label = `T=4099 ${variant}`;
+      assertClose(r.o, rec.o, REL, `${label}: o`);
+      assertClose(r.state, rec.state, REL, `${label}: state`);
+      assertClose(r.dq, grads.dq, REL, `${label}: dq`);
+      assertClose(r.dk, grads.dk, REL, `${label}: dk`);
+      assertClose(r.dv, grads.dv, REL, `${label}: dv`);
+      // The last rows carry all 4099 terms: the worst place for drift.
+      const tail = (a: ArrayLike<number>) => Array.from(a).slice(-16 * 64);
+      assert.ok(errorStats(tail(r.o), tail(rec.o)).rel <= REL, `${label}: last 64 rows`);
+    }
+    lightningReleaseScratch(gpu);
+  },
+);
+
+Deno.test("tensors over the binding limit are processed in groups of heads", gpuTest, async () => {
+  // 8 KiB bindings: one head of T=70, d=16 (4480 bytes) per dispatch.
+  const gpu = await openGpu({ maxBindingBytes: 8192 });
+  try {
+    let seed = 500;
+    for (const variant of ["sequential", "parallel"] as const) {
+      const dims = { B: 2, H: 3, T: 70, d: 16, e: 24 };
+      await checkAll(gpu, inputs(dims, RATES, seed++), { variant, chunkRows: 32 }, `sliced ${variant}`);
+    }
+    // One head larger than a binding is refused, naming the limit.
+    const T = 200, d = 16;
+    const q = Tensor.empty(gpu, [T * d], "f32", "q"), s = Tensor.empty(gpu, [1], "f32", "s");
+    const step = gpu.step("too big");
+    assert.throws(
+      () => lightningForward(step, { B: 1, H: 1, T, d, e: d, q, k: q, v: q, o: q, slopes: s }),
+      (e) => e instanceof TnlError && e.kind === "gpu" && e.message.includes("8192 bytes"),
+    );
+    step.abandon();
+  } finally {
+    gpu.close();
+  }
+});
+
+Deno.test(
+  "the dispatcher picks the variant by shape, and the caller can pass the scratch",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const few = { B: 4, H: 16, T: 4096, d: 128, e: 128 };
+    const many = { B: 16, H: 16, T: 4096, d: 128, e: 128 };
+    assert.equal(lightningPlan(gpu, few).variant, "parallel");
+    assert.ok(4 * 16 * 4 < LIGHTNING_SEQUENTIAL_MIN_WORKGROUPS);
+    assert.equal(lightningPlan(gpu, many).variant, "sequential");
+    assert.equal(lightningPlan(gpu, { ...few, T: 64 }).variant, "sequential"); // too short to split
+    const p = lightningPlan(gpu, { B: 1, H: 1, T: 65536, d: 128, e: 128 });
+    assert.equal(p.variant, "parallel");
+    assert.ok(p.chunks * 4 >= 1000 && p.chunkRows % p.blockRows === 0, JSON.stringify(p));
+    assert.equal(lightningScratchElements(gpu, many), 0);
+    // A caller-owned scratch is used (and one that is too small is refused).
+    const dims = { B: 1, H: 2, T: 100, d: 8, e: 12 };
+    const x = inputs(dims, RATES, 600);
+    const opts = { variant: "parallel", chunkRows: 32 } as const;
+    const need = lightningScratchElements(gpu, dims, opts);
+    assert.ok(need > 0);
+    const scratch = Tensor.empty(gpu, [need], "f32", "own scratch");
+    await checkAll(gpu, x, { ...opts, scratch }, "own scratch");
+    const small = Tensor.empty(gpu, [need - 1], "f32", "small scratch");
+    const step = gpu.step("small scratch");
+    const t = Tensor.empty(gpu, [100 * 12 * 2], "f32", "t");
+    assert.throws(
+      () => lightningForward(step, { ...dims, ...opts, q: t, k: t, v: t, o: t, slopes: t, scratch: small }),
+      TnlError,
+    );
+    step.abandon();
+    [scratch, small, t].forEach((x) => x.destroy());
+  },
+);
+
+Deno.test("bad shapes are refused clearly", gpuTest, async () => {
+  const gpu = await testGpu();
+  const t = Tensor.empty(gpu, [300 * 4], "f32", "t"), s = Tensor.empty(gpu, [1], "f32", "s");
+  const step = gpu.step("bad");
+  assert.throws(
+    () => lightningForward(step, { B: 1, H: 1, T: 4, d: 300, e: 1, q: t, k: t, v: t, o: t, slopes: s }),
+    (e) => e instanceof TnlError && e.message.includes("d = 300") && e.message.includes("256"),
+  );
+  assert.throws(
+    () => lightningForward(step, { B: 1, H: 1, T: 5, d: 4, e: 4, q: t, k: t, v: t, o: t, slopes: s }),
+    (e) => e instanceof TnlError && e.message.includes("'t'") && e.message.includes("expected 20"),
+  );
+  step.abandon();
+  [t, s].forEach((x) => x.destroy());
+});
