@@ -3,6 +3,7 @@
 
 import { Command, CommanderError, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
 import { benchCommand } from "./cmd/bench.ts";
+import { evalCommand } from "./cmd/eval.ts";
 import { infoCommand } from "./cmd/info.ts";
 import { plannedCommands } from "./cmd/planned.ts";
 import { dataCommand, tokenizeCommand } from "./cmd/tokenize.ts";
@@ -32,6 +33,7 @@ export function buildCli(): CommandUnknownOpts {
     dataCommand(),
     infoCommand(),
     benchCommand(),
+    evalCommand(),
     ...plannedCommands(),
   ];
   for (const c of subcommands) {

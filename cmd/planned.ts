@@ -20,7 +20,6 @@ function planned(name: string, usage: string, description: string): CommandUnkno
 export function plannedCommands(): CommandUnknownOpts[] {
   return [
     planned("train", "config.yaml [--fresh] [--json]", "train a model from a YAML config"),
-    planned("eval", "--model DIR FILES...", "perplexity, bits per byte and choice tasks of a model"),
     planned("generate", '--model DIR "prompt" [-n N] [--temp T]', "generate text from a model"),
   ];
 }

@@ -45,7 +45,10 @@ export async function loadModel(gpu: Gpu, dir: string): Promise<LoadedModel> {
     for (const n of names) if (!model.layout.byName.has(n)) problems.push(`unexpected tensor ${n}`);
     if (problems.length) {
       model.destroy();
-      throw new TnlError("input", problems.map((p) => `${weights.path}: ${p} (config ${configPath})`).join("\n"));
+      throw new TnlError(
+        "input",
+        problems.map((p) => `${weights.path}: ${p} (config ${configPath})`).join("\n"),
+      );
     }
     for (const s of model.layout.specs) {
       const data = await weights.readF32(s.name);
@@ -65,8 +68,16 @@ export async function saveModel(model: TnlModel, config: TnlConfig, dir: string)
   for (const [name, data] of params) assertFinite(name, data, `${base}/model.safetensors`);
   await writeSafetensors(
     `${base}/model.safetensors`,
-    model.layout.specs.map((s) => ({ name: s.name, dtype: "F32" as const, shape: s.shape, data: params.get(s.name)! })),
+    model.layout.specs.map((s) => ({
+      name: s.name,
+      dtype: "F32" as const,
+      shape: s.shape,
+      data: params.get(s.name)!,
+    })),
     { format: "pt" },
   );
-  await writeFileAtomic(`${base}/config.json`, JSON.stringify(configJson(config, model.dims.tied), null, 2) + "\n");
+  await writeFileAtomic(
+    `${base}/config.json`,
+    JSON.stringify(configJson(config, model.dims.tied), null, 2) + "\n",
+  );
 }

@@ -121,13 +121,18 @@ export interface ModelDims {
  * fills the missing ones from `base` (a preset over HF defaults). Unknown keys are the caller's business.
  * Every problem is collected; the error lists them all, one per line, each naming `source` and the key.
  */
-export function parseConfig(raw: Record<string, unknown>, source: string, base: TnlConfig = HF_DEFAULTS): TnlConfig {
+export function parseConfig(
+  raw: Record<string, unknown>,
+  source: string,
+  base: TnlConfig = HF_DEFAULTS,
+): TnlConfig {
   const errors: string[] = [];
   const out = structuredClone(base) as unknown as Record<string, unknown>;
   for (const [key, kind] of Object.entries(CONFIG_FIELDS)) {
     if (!(key in raw) || raw[key] === undefined) continue;
     const v = raw[key];
-    const bad = (expected: string) => errors.push(`${source}: ${key} = ${JSON.stringify(v)}: expected ${expected}`);
+    const bad = (expected: string) =>
+      errors.push(`${source}: ${key} = ${JSON.stringify(v)}: expected ${expected}`);
     switch (kind) {
       case "int":
         if (typeof v !== "number" || !Number.isSafeInteger(v)) bad("an integer");
@@ -174,7 +179,9 @@ export function resolveDims(c: TnlConfig, source: string): ModelDims {
   const layers = c.decoder_layers;
   const heads = positive("decoder_attention_heads");
   if (!(layers >= 2)) {
-    err(`decoder_layers = ${layers}: unsupported: TNL needs at least 2 layers (its decay rates divide by L − 1)`);
+    err(
+      `decoder_layers = ${layers}: unsupported: TNL needs at least 2 layers (its decay rates divide by L − 1)`,
+    );
   }
   const glu = c.glu_dim === -1 ? d : c.glu_dim;
   if (!(glu >= 1)) err(`glu_dim = ${c.glu_dim}: must be at least 1 (or -1 for decoder_embed_dim)`);
@@ -183,7 +190,9 @@ export function resolveDims(c: TnlConfig, source: string): ModelDims {
   }
   const act = c.linear_act_fun.toLowerCase();
   if (act !== "swish" && act !== "silu") {
-    err(`linear_act_fun = "${c.linear_act_fun}": unsupported (tnl implements "swish"/"silu", as the releases use)`);
+    err(
+      `linear_act_fun = "${c.linear_act_fun}": unsupported (tnl implements "swish"/"silu", as the releases use)`,
+    );
   }
   if (c.norm_type !== "simplermsnorm") {
     err(`norm_type = "${c.norm_type}": unsupported (tnl implements "simplermsnorm", as the releases use)`);
@@ -199,7 +208,9 @@ export function resolveDims(c: TnlConfig, source: string): ModelDims {
     lrpe = Array.from({ length: Math.max(layers, 0) }, (_, l) => (list[l] ?? 0) !== 0);
   }
   if (lrpe.some((x) => x) && e !== d) {
-    err(`hidden_dim = ${e} ≠ decoder_embed_dim = ${d} with LRPE: unsupported (the official LRPE θ has E entries of D)`);
+    err(
+      `hidden_dim = ${e} ≠ decoder_embed_dim = ${d} with LRPE: unsupported (the official LRPE θ has E entries of D)`,
+    );
   }
   for (const key of ["pad_token_id", "bos_token_id", "eos_token_id"] as const) {
     const v = c[key];
@@ -229,7 +240,10 @@ export function resolveDims(c: TnlConfig, source: string): ModelDims {
 export function presetConfig(name: string, source = "preset"): TnlConfig {
   const p = PRESETS[name];
   if (!p) {
-    throw new TnlError("input", `${source}: unknown preset '${name}'; presets: ${Object.keys(PRESETS).join(", ")}`);
+    throw new TnlError(
+      "input",
+      `${source}: unknown preset '${name}'; presets: ${Object.keys(PRESETS).join(", ")}`,
+    );
   }
   return { ...HF_DEFAULTS, ...structuredClone(p) };
 }

@@ -476,6 +476,18 @@ export class Gpu {
     return s;
   }
 
+  /** Encodes one step with `encode` and submits it; an exception while encoding drops the step. */
+  run(label: string, encode: (step: Step) => void): void {
+    const s = this.step(label);
+    try {
+      encode(s);
+    } catch (e) {
+      s.abandon();
+      throw e;
+    }
+    s.submit();
+  }
+
   /** @internal called by Step */
   _stepClosed(s: Step): void {
     if (this.#openStep === s) this.#openStep = null;

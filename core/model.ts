@@ -10,13 +10,24 @@ import { Rng } from "./random.ts";
 import { Tensor } from "./tensor.ts";
 import { IGNORE_INDEX } from "../kernels/cross_entropy.ts";
 import { fill } from "../kernels/elementwise.ts";
-import { embeddingBackward, embeddingBuckets, embeddingForward, type GpuBuckets, uploadBuckets } from "../kernels/embedding.ts";
+import {
+  embeddingBackward,
+  embeddingBuckets,
+  embeddingForward,
+  type GpuBuckets,
+  uploadBuckets,
+} from "../kernels/embedding.ts";
 import { linearBackward, linearForward, lmHeadLoss, sgluBackward, sgluForward } from "../kernels/layers.ts";
 import { lightningBackward, lightningForward, tnlDecayRates } from "../kernels/lightning.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { colsum, colsumPartialRows, partialsFor, sum } from "../kernels/reduce.ts";
 import { srmsnormBackward, srmsnormForward } from "../kernels/srmsnorm.ts";
-import { normGateBackward, normGateForward, qkvPrepBackward, qkvPrepForward } from "../kernels/token_mixer.ts";
+import {
+  normGateBackward,
+  normGateForward,
+  qkvPrepBackward,
+  qkvPrepForward,
+} from "../kernels/token_mixer.ts";
 
 // ---------------------------------------------------------------- parameters
 
@@ -60,7 +71,10 @@ export function paramLayout(m: ModelDims): ParamLayout {
     add(`${p}.channel_mixer.l3.weight`, [m.d, m.glu]);
   }
   if (!m.tied) add("lm_head.weight", [m.vocab, m.d]);
-  const decayEnd = specs.filter((s) => s.shape.length >= 2).reduce((end, s) => Math.max(end, s.offset + s.size), 0);
+  const decayEnd = specs.filter((s) => s.shape.length >= 2).reduce(
+    (end, s) => Math.max(end, s.offset + s.size),
+    0,
+  );
   if (specs.some((s) => s.shape.length < 2 && s.offset < decayEnd)) {
     throw new TnlError("internal", "parameter layout: tensors without weight decay must come last");
   }
@@ -87,7 +101,8 @@ export class TnlModel {
     this.layout = paramLayout(dims);
     this.rates = Array.from(
       { length: dims.layers },
-      (_, l) => Tensor.from(gpu, tnlDecayRates(dims.heads, l, dims.layers), [dims.heads], "f32", `decay rates ${l}`),
+      (_, l) =>
+        Tensor.from(gpu, tnlDecayRates(dims.heads, l, dims.layers), [dims.heads], "f32", `decay rates ${l}`),
     );
   }
 
@@ -116,7 +131,9 @@ export class TnlModel {
       if (s.name.endsWith("lrpe.theta")) data = lrpeThetaInit(dims);
       else {
         data = rng.normalArray(s.size, dims.initStd);
-        if (s.name === "model.embed_tokens.weight") data.fill(0, dims.padId * dims.d, (dims.padId + 1) * dims.d);
+        if (s.name === "model.embed_tokens.weight") {
+          data.fill(0, dims.padId * dims.d, (dims.padId + 1) * dims.d);
+        }
       }
       model.param(s.name).write(data);
     }
@@ -206,7 +223,13 @@ export class Activations {
   buckets: GpuBuckets | null = null;
   #tensors: Tensor[] = [];
 
-  constructor(readonly gpu: Gpu, readonly dims: ModelDims, readonly B: number, readonly T: number, train: boolean) {
+  constructor(
+    readonly gpu: Gpu,
+    readonly dims: ModelDims,
+    readonly B: number,
+    readonly T: number,
+    train: boolean,
+  ) {
     const m = dims, N = B * T;
     this.n = N;
     const t = (shape: number[], label: string, dtype: "f32" | "u32" | "i32" = "f32") => {
@@ -241,7 +264,10 @@ export class Activations {
     this.rf = t([N], "rstd final");
     this.lossRows = t([N], "loss rows");
     // Logits for at most 2^15 rows or 256 MiB at a time, within one binding.
-    const rows = Math.max(1, Math.min(N, 32768, Math.floor(Math.min(256 * 2 ** 20, gpu.maxBindingBytes) / (4 * m.vocab))));
+    const rows = Math.max(
+      1,
+      Math.min(N, 32768, Math.floor(Math.min(256 * 2 ** 20, gpu.maxBindingBytes) / (4 * m.vocab))),
+    );
     this.logits = t([rows, m.vocab], "logits chunk");
     this.loss = t([2], "loss");
     this.partials = t([partialsFor(N)], "loss partials");
@@ -266,7 +292,10 @@ export class Activations {
    * sequence predicts nothing), or `targets` when given (IGNORE_INDEX = none). Returns the number of
    * predicted positions. Ids are checked against the vocabulary, naming the first that is outside.
    */
-  setBatch(ids: ArrayLike<number>, opts: { targets?: ArrayLike<number>; what?: string; train?: boolean } = {}): number {
+  setBatch(
+    ids: ArrayLike<number>,
+    opts: { targets?: ArrayLike<number>; what?: string; train?: boolean } = {},
+  ): number {
     const { B, T, n } = this;
     const what = opts.what ?? "input";
     if (ids.length !== n) throw new TnlError("internal", `batch of ${ids.length} ids for B·T = ${n}`);
@@ -278,7 +307,10 @@ export class Activations {
         const i = b * T + t;
         const next = opts.targets ? opts.targets[i] : t + 1 < T ? ids[i + 1] : IGNORE_INDEX;
         if (next !== IGNORE_INDEX && (next < 0 || next >= this.dims.vocab)) {
-          throw new TnlError("input", `${what}: target ${next} at position ${i} is outside the vocabulary of ${this.dims.vocab}`);
+          throw new TnlError(
+            "input",
+            `${what}: target ${next} at position ${i} is outside the vocabulary of ${this.dims.vocab}`,
+          );
         }
         targets[i] = next;
         if (next !== IGNORE_INDEX) predicted++;
@@ -287,7 +319,9 @@ export class Activations {
     this.ids.write(Uint32Array.from(ids));
     this.targets.write(targets);
     if (opts.train !== false) {
-      if (this.buckets) for (const x of [this.buckets.order, this.buckets.tokens, this.buckets.starts]) x.destroy();
+      if (this.buckets) {
+        for (const x of [this.buckets.order, this.buckets.tokens, this.buckets.starts]) x.destroy();
+      }
       this.buckets = uploadBuckets(this.gpu, buckets, "embedding");
     }
     return predicted;
@@ -295,7 +329,9 @@ export class Activations {
 
   destroy(): void {
     for (const t of this.#tensors) t.destroy();
-    if (this.buckets) for (const x of [this.buckets.order, this.buckets.tokens, this.buckets.starts]) x.destroy();
+    if (this.buckets) {
+      for (const x of [this.buckets.order, this.buckets.tokens, this.buckets.starts]) x.destroy();
+    }
   }
 }
 
@@ -322,13 +358,25 @@ export function forward(step: Step, model: TnlModel, acts: Activations, opts: Pa
     d: m.d,
     vocab: m.vocab,
   });
-  sum(step, acts.lossRows, acts.loss, acts.partials, { alpha: opts.lossScale, beta: opts.accumulateLoss ? 1 : 0 });
+  sum(step, acts.lossRows, acts.loss, acts.partials, {
+    alpha: opts.lossScale,
+    beta: opts.accumulateLoss ? 1 : 0,
+  });
 }
 
 /** Embedding, all layers and the final norm: acts.xf holds the last hidden states. */
 export function forwardHidden(step: Step, model: TnlModel, acts: Activations): void {
   const m = model.dims, { B, T, n: N } = acts;
-  embeddingForward(step, acts.ids, model.param("model.embed_tokens.weight"), acts.x, N, m.d, m.vocab, m.embedScale);
+  embeddingForward(
+    step,
+    acts.ids,
+    model.param("model.embed_tokens.weight"),
+    acts.x,
+    N,
+    m.d,
+    m.vocab,
+    m.embedScale,
+  );
   for (let l = 0; l < m.layers; l++) {
     const L = acts.layers[l], pre = `model.layers.${l}`;
     const shape = { b: B, t: T, h: m.heads, d: m.headDim };
@@ -338,7 +386,18 @@ export function forwardHidden(step: Step, model: TnlModel, acts: Activations): v
     srmsnormForward(step, acts.x, L.xn1, L.r1, N, m.d);
     linearForward(step, L.xn1, model.param(`${pre}.token_mixer.qkvu_proj.weight`), L.qkvu, N, m.d, 4 * m.e);
     qkvPrepForward(step, shape, L.qkvu, theta, L.q, L.k, L.v);
-    lightningForward(step, { q: L.q, k: L.k, v: L.v, o: acts.o, slopes: model.rates[l], B, H: m.heads, T, d: dq, e: m.headDim });
+    lightningForward(step, {
+      q: L.q,
+      k: L.k,
+      v: L.v,
+      o: acts.o,
+      slopes: model.rates[l],
+      B,
+      H: m.heads,
+      T,
+      d: dq,
+      e: m.headDim,
+    });
     normGateForward(step, shape, acts.o, L.qkvu, L.on, L.ro, L.og);
     linearForward(step, L.og, model.param(`${pre}.token_mixer.out_proj.weight`), acts.x, N, m.e, m.d, 1);
     // channel mixer: x += SGLU(SRMSNorm(x))
@@ -400,7 +459,10 @@ export function forwardBackward(
     dw: m.tied ? dEmb : grad("lm_head.weight"),
     betaW: beta,
   });
-  sum(step, acts.lossRows, acts.loss, acts.partials, { alpha: opts.lossScale, beta: opts.accumulateLoss ? 1 : 0 });
+  sum(step, acts.lossRows, acts.loss, acts.partials, {
+    alpha: opts.lossScale,
+    beta: opts.accumulateLoss ? 1 : 0,
+  });
   srmsnormBackward(step, acts.xf, acts.rf, acts.dxn, acts.dx, N, m.d);
   for (let l = m.layers - 1; l >= 0; l--) {
     const L = acts.layers[l], pre = `model.layers.${l}`;
@@ -418,22 +480,41 @@ export function forwardBackward(
       L.g,
       acts.dx,
       acts.dxn,
-      Tensor.part(grads, model.spec(`${pre}.channel_mixer.l1.weight`).offset, [2 * m.glu, m.d], `grad ${pre} l1+l2`),
+      Tensor.part(
+        grads,
+        model.spec(`${pre}.channel_mixer.l1.weight`).offset,
+        [2 * m.glu, m.d],
+        `grad ${pre} l1+l2`,
+      ),
       grad(`${pre}.channel_mixer.l3.weight`),
       { dg: acts.dg, dh: acts.dh },
       { w: beta },
     );
     srmsnormBackward(step, L.xn2, L.r2, acts.dxn, acts.dx, N, m.d, 1);
     // token mixer
-    linearBackward(step, L.og, model.param(`${pre}.token_mixer.out_proj.weight`), acts.dx, acts.dog, grad(`${pre}.token_mixer.out_proj.weight`), N, m.e, m.d, { w: beta });
+    linearBackward(
+      step,
+      L.og,
+      model.param(`${pre}.token_mixer.out_proj.weight`),
+      acts.dx,
+      acts.dog,
+      grad(`${pre}.token_mixer.out_proj.weight`),
+      N,
+      m.e,
+      m.d,
+      { w: beta },
+    );
     normGateBackward(step, shape, acts.dog, L.on, L.ro, L.qkvu, acts.dqkvu, acts.dO);
+    // The dq/dk scratch is sized for the widest layer (LRPE doubles d): take the part this layer needs.
+    const dqL = Tensor.part(acts.dq, 0, [B, m.heads, T, dqw], "dq");
+    const dkL = Tensor.part(acts.dk, 0, [B, m.heads, T, dqw], "dk");
     lightningBackward(step, {
       q: L.q,
       k: L.k,
       v: L.v,
       do: acts.dO,
-      dq: acts.dq,
-      dk: acts.dk,
+      dq: dqL,
+      dk: dkL,
       dv: acts.dv,
       slopes: model.rates[l],
       B,
@@ -443,13 +524,46 @@ export function forwardBackward(
       e: m.headDim,
     });
     const theta = lrpe ? model.param(`${pre}.token_mixer.lrpe.theta`) : null;
-    qkvPrepBackward(step, shape, L.qkvu, theta, acts.dq, acts.dk, acts.dv, acts.dqkvu, lrpe ? acts.thetaTerms : null);
+    qkvPrepBackward(
+      step,
+      shape,
+      L.qkvu,
+      theta,
+      acts.dq,
+      acts.dk,
+      acts.dv,
+      acts.dqkvu,
+      lrpe ? acts.thetaTerms : null,
+    );
     if (lrpe && acts.thetaTerms) {
-      colsum(step, acts.thetaTerms, grad(`${pre}.token_mixer.lrpe.theta`), N, m.e, { beta, partials: acts.colsumPartials });
+      colsum(step, acts.thetaTerms, grad(`${pre}.token_mixer.lrpe.theta`), N, m.e, {
+        beta,
+        partials: acts.colsumPartials,
+      });
     }
-    linearBackward(step, L.xn1, model.param(`${pre}.token_mixer.qkvu_proj.weight`), acts.dqkvu, acts.dxn, grad(`${pre}.token_mixer.qkvu_proj.weight`), N, m.d, 4 * m.e, { w: beta });
+    linearBackward(
+      step,
+      L.xn1,
+      model.param(`${pre}.token_mixer.qkvu_proj.weight`),
+      acts.dqkvu,
+      acts.dxn,
+      grad(`${pre}.token_mixer.qkvu_proj.weight`),
+      N,
+      m.d,
+      4 * m.e,
+      { w: beta },
+    );
     srmsnormBackward(step, L.xn1, L.r1, acts.dxn, acts.dx, N, m.d, 1);
   }
   // The tied head already wrote the embedding's gradient: add the lookup's on top.
-  embeddingBackward(step, acts.buckets, acts.dx, dEmb, m.d, m.vocab, m.embedScale, m.tied || opts.accumulate ? 1 : 0);
+  embeddingBackward(
+    step,
+    acts.buckets,
+    acts.dx,
+    dEmb,
+    m.d,
+    m.vocab,
+    m.embedScale,
+    m.tied || opts.accumulate ? 1 : 0,
+  );
 }

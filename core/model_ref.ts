@@ -22,7 +22,10 @@ export function refParamShapes(m: ModelDims): [string, number[]][] {
   const out: [string, number[]][] = [["model.embed_tokens.weight", [m.vocab, m.d]]];
   for (let l = 0; l < m.layers; l++) {
     const p = `model.layers.${l}`;
-    out.push([`${p}.token_mixer.qkvu_proj.weight`, [4 * m.e, m.d]], [`${p}.token_mixer.out_proj.weight`, [m.d, m.e]]);
+    out.push([`${p}.token_mixer.qkvu_proj.weight`, [4 * m.e, m.d]], [`${p}.token_mixer.out_proj.weight`, [
+      m.d,
+      m.e,
+    ]]);
     if (m.lrpe[l]) out.push([`${p}.token_mixer.lrpe.theta`, [m.heads, 1, m.headDim]]);
     out.push(
       [`${p}.channel_mixer.l1.weight`, [m.glu, m.d]],
@@ -48,7 +51,15 @@ function lin(x: Float64Array, w: Float64Array, n: number, inF: number, outF: num
 }
 
 // dx = dy·W, dW += dyᵀ·x
-function linBack(x: Float64Array, w: Float64Array, dy: Float64Array, n: number, inF: number, outF: number, dw: Float64Array) {
+function linBack(
+  x: Float64Array,
+  w: Float64Array,
+  dy: Float64Array,
+  n: number,
+  inF: number,
+  outF: number,
+  dw: Float64Array,
+) {
   const dx = new Float64Array(n * inF);
   for (let r = 0; r < n; r++) {
     for (let o = 0; o < outF; o++) {
@@ -167,7 +178,9 @@ export function modelRef(
             let a = 0;
             for (let j = 0; j < dq; j++) a += q[qi + j] * k[ki + j];
             a *= Math.exp(-s * (t - u));
-            for (let j = 0; j < hd; j++) o[((b * H + h) * T + t) * hd + j] += a * v[((b * H + h) * T + u) * hd + j];
+            for (let j = 0; j < hd; j++) {
+              o[((b * H + h) * T + t) * hd + j] += a * v[((b * H + h) * T + u) * hd + j];
+            }
           }
         }
       }
@@ -183,7 +196,9 @@ export function modelRef(
     }
     const { y: on, r: ro } = norm(merged, N, E);
     const og = new Float64Array(N * E);
-    for (let n = 0; n < N; n++) for (let c = 0; c < E; c++) og[n * E + c] = qkvu[n * 4 * E + 3 * E + c] * on[n * E + c];
+    for (let n = 0; n < N; n++) {
+      for (let c = 0; c < E; c++) og[n * E + c] = qkvu[n * 4 * E + 3 * E + c] * on[n * E + c];
+    }
     const mix = lin(og, P(`${pre}.token_mixer.out_proj.weight`), N, E, D);
     x = x.map((val, i) => val + mix[i]);
     const { y: xn2, r: r2 } = norm(x, N, D);
@@ -211,7 +226,9 @@ export function modelRef(
       rowsLse.push(lse);
       loss += lse - logits[n * V + target];
       count++;
-      for (let c = 0; c < V; c++) dlogits[n * V + c] = Math.exp(logits[n * V + c] - lse) - (c === target ? 1 : 0);
+      for (let c = 0; c < V; c++) {
+        dlogits[n * V + c] = Math.exp(logits[n * V + c] - lse) - (c === target ? 1 : 0);
+      }
     }
   }
   loss /= count;
@@ -220,9 +237,22 @@ export function modelRef(
   // ---------------------------------------------------------------- backward
   for (let i = 0; i < dlogits.length; i++) dlogits[i] /= count;
   const grads: RefParams = new Map();
-  for (const [name, shape] of refParamShapes(m)) grads.set(name, new Float64Array(shape.reduce((a, c) => a * c, 1)));
+  for (const [name, shape] of refParamShapes(m)) {
+    grads.set(
+      name,
+      new Float64Array(shape.reduce((a, c) => a * c, 1)),
+    );
+  }
   const G = (name: string) => grads.get(name)!;
-  const dxf = linBack(xf, head, dlogits, N, D, V, m.tied ? G("model.embed_tokens.weight") : G("lm_head.weight"));
+  const dxf = linBack(
+    xf,
+    head,
+    dlogits,
+    N,
+    D,
+    V,
+    m.tied ? G("model.embed_tokens.weight") : G("lm_head.weight"),
+  );
   let dx = normBack(xf, rf, dxf, N, D);
   for (let l = m.layers - 1; l >= 0; l--) {
     const pre = `model.layers.${l}`;
@@ -230,14 +260,46 @@ export function modelRef(
     const lrpe = m.lrpe[l];
     const dq = lrpe ? 2 * hd : hd;
     // channel mixer
-    const dg = linBack(c.g, P(`${pre}.channel_mixer.l3.weight`), dx, N, F, D, G(`${pre}.channel_mixer.l3.weight`));
+    const dg = linBack(
+      c.g,
+      P(`${pre}.channel_mixer.l3.weight`),
+      dx,
+      N,
+      F,
+      D,
+      G(`${pre}.channel_mixer.l3.weight`),
+    );
     const dh1 = dg.map((val, i) => val * c.h2[i]), dh2 = dg.map((val, i) => val * c.h1[i]);
-    const dxn2a = linBack(c.xn2, P(`${pre}.channel_mixer.l1.weight`), dh1, N, D, F, G(`${pre}.channel_mixer.l1.weight`));
-    const dxn2b = linBack(c.xn2, P(`${pre}.channel_mixer.l2.weight`), dh2, N, D, F, G(`${pre}.channel_mixer.l2.weight`));
+    const dxn2a = linBack(
+      c.xn2,
+      P(`${pre}.channel_mixer.l1.weight`),
+      dh1,
+      N,
+      D,
+      F,
+      G(`${pre}.channel_mixer.l1.weight`),
+    );
+    const dxn2b = linBack(
+      c.xn2,
+      P(`${pre}.channel_mixer.l2.weight`),
+      dh2,
+      N,
+      D,
+      F,
+      G(`${pre}.channel_mixer.l2.weight`),
+    );
     const dn2 = normBack(c.xn2, c.r2, dxn2a.map((val, i) => val + dxn2b[i]), N, D);
     dx = dx.map((val, i) => val + dn2[i]);
     // token mixer
-    const dog = linBack(c.og, P(`${pre}.token_mixer.out_proj.weight`), dx, N, E, D, G(`${pre}.token_mixer.out_proj.weight`));
+    const dog = linBack(
+      c.og,
+      P(`${pre}.token_mixer.out_proj.weight`),
+      dx,
+      N,
+      E,
+      D,
+      G(`${pre}.token_mixer.out_proj.weight`),
+    );
     const dqkvu = new Float64Array(N * 4 * E);
     const don = new Float64Array(N * E);
     for (let n = 0; n < N; n++) {
@@ -255,7 +317,9 @@ export function modelRef(
         }
       }
     }
-    const dQ = new Float64Array(c.q.length), dK = new Float64Array(c.k.length), dV = new Float64Array(c.v.length);
+    const dQ = new Float64Array(c.q.length),
+      dK = new Float64Array(c.k.length),
+      dV = new Float64Array(c.v.length);
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
         const s = rates[l][h];
@@ -286,7 +350,10 @@ export function modelRef(
           let gq: number, gk: number;
           if (theta && dtheta) {
             const a = Math.fround(Math.fround(theta[ch]) * t), co = Math.cos(a), si = Math.sin(a);
-            const aq = dQ[row * dq + j], bq = dQ[row * dq + hd + j], ak = dK[row * dq + j], bk = dK[row * dq + hd + j];
+            const aq = dQ[row * dq + j],
+              bq = dQ[row * dq + hd + j],
+              ak = dK[row * dq + j],
+              bk = dK[row * dq + hd + j];
             gq = aq * co + bq * si;
             gk = ak * co + bk * si;
             dtheta[ch] += t * (qr * sig(qr) * (bq * co - aq * si) + kr * sig(kr) * (bk * co - ak * si));
@@ -301,7 +368,15 @@ export function modelRef(
         }
       }
     }
-    const dxn1 = linBack(c.xn1, P(`${pre}.token_mixer.qkvu_proj.weight`), dqkvu, N, D, 4 * E, G(`${pre}.token_mixer.qkvu_proj.weight`));
+    const dxn1 = linBack(
+      c.xn1,
+      P(`${pre}.token_mixer.qkvu_proj.weight`),
+      dqkvu,
+      N,
+      D,
+      4 * E,
+      G(`${pre}.token_mixer.qkvu_proj.weight`),
+    );
     const dn1 = normBack(c.xn1, c.r1, dxn1, N, D);
     dx = dx.map((val, i) => val + dn1[i]);
   }

@@ -26,7 +26,14 @@ const recurDef = () =>
     paramBytes: 11 * 4,
   }));
 
-function params(rows: number, cols: number, heads: number, dv: number, bases: number[], beta = 0): Uint8Array {
+function params(
+  rows: number,
+  cols: number,
+  heads: number,
+  dv: number,
+  bases: number[],
+  beta = 0,
+): Uint8Array {
   const b = [...bases, 0, 0, 0, 0, 0, 0].slice(0, 6);
   return packParams([
     [rows, "u32"],
@@ -39,9 +46,20 @@ function params(rows: number, cols: number, heads: number, dv: number, bases: nu
 }
 
 /** y[b, :] = x[b, :]·Wᵀ + beta·y[b, :] for nb ≤ GEMV_MAX_BATCH rows; W: [out, in]. */
-export function gemv(step: Step, x: Tensor, w: Tensor, y: Tensor, nb: number, out: number, inF: number, beta = 0): void {
+export function gemv(
+  step: Step,
+  x: Tensor,
+  w: Tensor,
+  y: Tensor,
+  nb: number,
+  out: number,
+  inF: number,
+  beta = 0,
+): void {
   if (nb < 1 || nb > GEMV_MAX_BATCH) throw new TnlError("internal", `gemv: batch ${nb}`);
-  if (x.size < nb * inF || w.size < out * inF || y.size < nb * out) throw new TnlError("internal", "gemv: sizes");
+  if (x.size < nb * inF || w.size < out * inF || y.size < nb * out) {
+    throw new TnlError("internal", "gemv: sizes");
+  }
   const vx = x.view(0, nb * inF), vy = y.view(0, nb * out);
   // Output rows in pieces whose W range fits one binding (the LM head of a large vocabulary).
   const rowsPer = Math.max(8, Math.floor(w.maxViewElements() / inF / 8) * 8);
