@@ -3,7 +3,7 @@
 
 import { Command } from "@commander-js/extra-typings";
 import { formatReport, runBench } from "../core/bench.ts";
-import { TnlError } from "../core/errors.ts";
+import { modelBenchCases } from "../core/model_bench.ts";
 import { kernelBenchCases } from "../kernels/cases.ts";
 import { type GlobalOptions, gpuFromOptions, note, positiveInt, writeOutput } from "./common.ts";
 
@@ -45,11 +45,35 @@ export function benchCommand(): Command {
       }
     });
   bench.command("model")
-    .description("training, prefill and decode throughput of a model preset (not available yet)")
-    .allowUnknownOption()
-    .argument("[args...]")
-    .action(() => {
-      throw new TnlError("unavailable", "`tnl bench model` is not available in this version yet");
+    .description("whole-model throughput of a preset with random weights: the training step (tokens/s)")
+    .option("--preset <name>", "model preset", "tnl-tiny")
+    .option("--batch <n>", "sequences per step", positiveInt("--batch"), 4)
+    .option("--seq <n>", "tokens per sequence", positiveInt("--seq"), 2048)
+    .option("--vocab <n>", "vocabulary size", positiveInt("--vocab"), 64000)
+    .option("--json <file>", "also write the report as JSON to FILE ('-' = stdout, replacing the table)")
+    .option("--repeats <n>", "timed repeats", positiveInt("--repeats"))
+    .option("--warmup <n>", "untimed runs before timing", (v) => (v === "0" ? 0 : positiveInt("--warmup")(v)))
+    .action(async function (this: Command, opts) {
+      const globals = this.optsWithGlobals() as GlobalOptions;
+      const gpu = await gpuFromOptions(globals);
+      try {
+        const cases = modelBenchCases({ preset: opts.preset, batch: opts.batch, seq: opts.seq, vocab: opts.vocab });
+        const report = await runBench(gpu, cases, {
+          quick: false,
+          repeats: opts.repeats ?? 5,
+          warmup: opts.warmup ?? 2,
+          log: note,
+        });
+        await gpu.sync();
+        const json = JSON.stringify(report, null, 2);
+        if (opts.json === "-") await writeOutput("-", json);
+        else {
+          await writeOutput("-", formatReport(report));
+          if (opts.json) await writeOutput(opts.json, json);
+        }
+      } finally {
+        gpu.close();
+      }
     });
   return bench;
 }

@@ -72,7 +72,6 @@ Deno.test("subcommands still to come say so and exit 7, none pretends", async ()
       ["train", "config.yaml"],
       ["eval", "--model", "x", "a.txt"],
       ["generate", "--model", "x", "hello"],
-      ["bench", "model", "--preset", "tnl-tiny"],
     ]
   ) {
     const r = await tnl(args);
