@@ -193,11 +193,72 @@ interface LayerActs {
   g: Tensor; // [N, F] = h1 ⊙ h2
 }
 
+/**
+ * One micro-batch's inputs on the GPU. Inputs are written with queue.writeBuffer, which lands before the
+ * whole next submit: every micro-batch of one step needs its own.
+ */
+export class BatchInputs {
+  readonly ids: Tensor; // [N] u32
+  readonly targets: Tensor; // [N] i32 (IGNORE_INDEX where nothing is predicted)
+  buckets: GpuBuckets | null = null;
+  /** predicted positions of the last batch set */
+  predicted = 0;
+
+  constructor(readonly gpu: Gpu, readonly dims: ModelDims, readonly B: number, readonly T: number, label = "batch") {
+    this.ids = Tensor.empty(gpu, [B * T], "u32", `${label} ids`);
+    this.targets = Tensor.empty(gpu, [B * T], "i32", `${label} targets`);
+  }
+
+  /**
+   * Uploads ids [B, T]; targets are the next ids within each sequence (the last position of a sequence
+   * predicts nothing), or `targets` when given (IGNORE_INDEX = none). Returns the number of predicted
+   * positions. Ids and targets are checked against the vocabulary, naming the first that is outside.
+   */
+  set(ids: ArrayLike<number>, opts: { targets?: ArrayLike<number>; what?: string; train?: boolean } = {}): number {
+    const { B, T } = this, n = B * T;
+    const what = opts.what ?? "input";
+    if (ids.length !== n) throw new TnlError("internal", `batch of ${ids.length} ids for B·T = ${n}`);
+    const buckets = embeddingBuckets(ids, this.dims.vocab, this.dims.padId, what);
+    const targets = new Int32Array(n);
+    let predicted = 0;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const i = b * T + t;
+        const next = opts.targets ? opts.targets[i] : t + 1 < T ? ids[i + 1] : IGNORE_INDEX;
+        if (next !== IGNORE_INDEX && (next < 0 || next >= this.dims.vocab)) {
+          throw new TnlError("input", `${what}: target ${next} at position ${i} is outside the vocabulary of ${this.dims.vocab}`);
+        }
+        targets[i] = next;
+        if (next !== IGNORE_INDEX) predicted++;
+      }
+    }
+    this.ids.write(Uint32Array.from(ids));
+    this.targets.write(targets);
+    if (opts.train !== false) {
+      this.#dropBuckets();
+      this.buckets = uploadBuckets(this.gpu, buckets, "embedding");
+    }
+    this.predicted = predicted;
+    return predicted;
+  }
+
+  #dropBuckets(): void {
+    if (this.buckets) for (const x of [this.buckets.order, this.buckets.tokens, this.buckets.starts]) x.destroy();
+    this.buckets = null;
+  }
+
+  destroy(): void {
+    this.ids.destroy();
+    this.targets.destroy();
+    this.#dropBuckets();
+  }
+}
+
 /** Every buffer of a forward + backward at one (B, T), allocated once and reused by every step. */
 export class Activations {
   readonly n: number;
-  readonly ids: Tensor; // [N] u32
-  readonly targets: Tensor; // [N] i32 (IGNORE_INDEX where nothing is predicted)
+  /** the default inputs (callers with several micro-batches per step bring their own BatchInputs) */
+  readonly input: BatchInputs;
   readonly x: Tensor; // [N, D] residual stream
   readonly layers: LayerActs[];
   readonly o: Tensor; // [B, H, T, d] attention output (scratch)
@@ -220,7 +281,6 @@ export class Activations {
   readonly dh: Tensor; // [N, 2F]
   readonly thetaTerms: Tensor | null; // [N, E]
   readonly colsumPartials: Tensor;
-  buckets: GpuBuckets | null = null;
   #tensors: Tensor[] = [];
 
   constructor(
@@ -238,8 +298,7 @@ export class Activations {
       return x;
     };
     const anyLrpe = m.lrpe.some((x) => x);
-    this.ids = t([N], "ids", "u32");
-    this.targets = t([N], "targets", "i32");
+    this.input = new BatchInputs(gpu, dims, B, T);
     this.x = t([N, m.d], "x");
     this.layers = m.lrpe.map((lrpe, l) => {
       const dq = lrpe ? 2 * m.headDim : m.headDim;
@@ -287,57 +346,22 @@ export class Activations {
     this.colsumPartials = t([Math.max(1, colsumPartialRows(N) * m.e)], "colsum partials");
   }
 
-  /**
-   * Uploads a batch: ids [B, T]; targets are the next ids within each sequence (the last position of a
-   * sequence predicts nothing), or `targets` when given (IGNORE_INDEX = none). Returns the number of
-   * predicted positions. Ids are checked against the vocabulary, naming the first that is outside.
-   */
-  setBatch(
-    ids: ArrayLike<number>,
-    opts: { targets?: ArrayLike<number>; what?: string; train?: boolean } = {},
-  ): number {
-    const { B, T, n } = this;
-    const what = opts.what ?? "input";
-    if (ids.length !== n) throw new TnlError("internal", `batch of ${ids.length} ids for B·T = ${n}`);
-    const buckets = embeddingBuckets(ids, this.dims.vocab, this.dims.padId, what);
-    const targets = new Int32Array(n);
-    let predicted = 0;
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        const i = b * T + t;
-        const next = opts.targets ? opts.targets[i] : t + 1 < T ? ids[i + 1] : IGNORE_INDEX;
-        if (next !== IGNORE_INDEX && (next < 0 || next >= this.dims.vocab)) {
-          throw new TnlError(
-            "input",
-            `${what}: target ${next} at position ${i} is outside the vocabulary of ${this.dims.vocab}`,
-          );
-        }
-        targets[i] = next;
-        if (next !== IGNORE_INDEX) predicted++;
-      }
-    }
-    this.ids.write(Uint32Array.from(ids));
-    this.targets.write(targets);
-    if (opts.train !== false) {
-      if (this.buckets) {
-        for (const x of [this.buckets.order, this.buckets.tokens, this.buckets.starts]) x.destroy();
-      }
-      this.buckets = uploadBuckets(this.gpu, buckets, "embedding");
-    }
-    return predicted;
+  /** Uploads a batch into the default inputs (see BatchInputs.set). */
+  setBatch(ids: ArrayLike<number>, opts: { targets?: ArrayLike<number>; what?: string; train?: boolean } = {}): number {
+    return this.input.set(ids, opts);
   }
 
   destroy(): void {
     for (const t of this.#tensors) t.destroy();
-    if (this.buckets) {
-      for (const x of [this.buckets.order, this.buckets.tokens, this.buckets.starts]) x.destroy();
-    }
+    this.input.destroy();
   }
 }
 
 // ---------------------------------------------------------------- forward and backward
 
 export interface PassOptions {
+  /** the micro-batch to run (default: acts.input) */
+  input?: BatchInputs;
   /** 1 / predicted positions of the whole (accumulated) batch: the mean loss's scale */
   lossScale: number;
   /** add this pass's loss to acts.loss[0] (gradient accumulation) instead of overwriting it */
@@ -346,12 +370,13 @@ export interface PassOptions {
 
 /** Forward to the mean next-token loss (acts.loss[0]); every activation the backward needs is kept. */
 export function forward(step: Step, model: TnlModel, acts: Activations, opts: PassOptions): void {
-  forwardHidden(step, model, acts);
+  const input = opts.input ?? acts.input;
+  forwardHidden(step, model, acts, input);
   const m = model.dims;
   lmHeadLoss(step, {
     x: acts.xf,
     w: model.head(),
-    targets: acts.targets,
+    targets: input.targets,
     loss: acts.lossRows,
     logits: acts.logits,
     n: acts.n,
@@ -365,11 +390,11 @@ export function forward(step: Step, model: TnlModel, acts: Activations, opts: Pa
 }
 
 /** Embedding, all layers and the final norm: acts.xf holds the last hidden states. */
-export function forwardHidden(step: Step, model: TnlModel, acts: Activations): void {
+export function forwardHidden(step: Step, model: TnlModel, acts: Activations, input = acts.input): void {
   const m = model.dims, { B, T, n: N } = acts;
   embeddingForward(
     step,
-    acts.ids,
+    input.ids,
     model.param("model.embed_tokens.weight"),
     acts.x,
     N,
@@ -435,20 +460,21 @@ export function forwardBackward(
   opts: PassOptions & { accumulate?: boolean },
 ): void {
   const m = model.dims, { B, T, n: N } = acts;
-  if (!acts.buckets) throw new TnlError("internal", "forwardBackward: setBatch(train) first");
+  const input = opts.input ?? acts.input;
+  if (!input.buckets) throw new TnlError("internal", "forwardBackward: set the batch (train) first");
   const beta = opts.accumulate ? 1 : 0;
   const grad = (name: string) => {
     const s = model.spec(name);
     return Tensor.part(grads, s.offset, s.shape, `grad ${name}`);
   };
   const dEmb = grad("model.embed_tokens.weight");
-  forwardHidden(step, model, acts);
+  forwardHidden(step, model, acts, input);
   // An untied embedding gets gradient rows only for the batch's tokens: clear it first.
   if (!m.tied && !opts.accumulate) fill(step, dEmb, 0);
   lmHeadLoss(step, {
     x: acts.xf,
     w: model.head(),
-    targets: acts.targets,
+    targets: input.targets,
     loss: acts.lossRows,
     logits: acts.logits,
     n: N,
@@ -558,7 +584,7 @@ export function forwardBackward(
   // The tied head already wrote the embedding's gradient: add the lookup's on top.
   embeddingBackward(
     step,
-    acts.buckets,
+    input.buckets,
     acts.dx,
     dEmb,
     m.d,
