@@ -4,6 +4,7 @@
 import { Command, CommanderError, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
 import { benchCommand } from "./cmd/bench.ts";
 import { evalCommand } from "./cmd/eval.ts";
+import { trainCommand } from "./cmd/train.ts";
 import { infoCommand } from "./cmd/info.ts";
 import { plannedCommands } from "./cmd/planned.ts";
 import { dataCommand, tokenizeCommand } from "./cmd/tokenize.ts";
@@ -33,6 +34,7 @@ export function buildCli(): CommandUnknownOpts {
     dataCommand(),
     infoCommand(),
     benchCommand(),
+    trainCommand(),
     evalCommand(),
     ...plannedCommands(),
   ];

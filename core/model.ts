@@ -204,7 +204,13 @@ export class BatchInputs {
   /** predicted positions of the last batch set */
   predicted = 0;
 
-  constructor(readonly gpu: Gpu, readonly dims: ModelDims, readonly B: number, readonly T: number, label = "batch") {
+  constructor(
+    readonly gpu: Gpu,
+    readonly dims: ModelDims,
+    readonly B: number,
+    readonly T: number,
+    label = "batch",
+  ) {
     this.ids = Tensor.empty(gpu, [B * T], "u32", `${label} ids`);
     this.targets = Tensor.empty(gpu, [B * T], "i32", `${label} targets`);
   }
@@ -214,7 +220,10 @@ export class BatchInputs {
    * predicts nothing), or `targets` when given (IGNORE_INDEX = none). Returns the number of predicted
    * positions. Ids and targets are checked against the vocabulary, naming the first that is outside.
    */
-  set(ids: ArrayLike<number>, opts: { targets?: ArrayLike<number>; what?: string; train?: boolean } = {}): number {
+  set(
+    ids: ArrayLike<number>,
+    opts: { targets?: ArrayLike<number>; what?: string; train?: boolean } = {},
+  ): number {
     const { B, T } = this, n = B * T;
     const what = opts.what ?? "input";
     if (ids.length !== n) throw new TnlError("internal", `batch of ${ids.length} ids for B·T = ${n}`);
@@ -226,7 +235,10 @@ export class BatchInputs {
         const i = b * T + t;
         const next = opts.targets ? opts.targets[i] : t + 1 < T ? ids[i + 1] : IGNORE_INDEX;
         if (next !== IGNORE_INDEX && (next < 0 || next >= this.dims.vocab)) {
-          throw new TnlError("input", `${what}: target ${next} at position ${i} is outside the vocabulary of ${this.dims.vocab}`);
+          throw new TnlError(
+            "input",
+            `${what}: target ${next} at position ${i} is outside the vocabulary of ${this.dims.vocab}`,
+          );
         }
         targets[i] = next;
         if (next !== IGNORE_INDEX) predicted++;
@@ -243,7 +255,9 @@ export class BatchInputs {
   }
 
   #dropBuckets(): void {
-    if (this.buckets) for (const x of [this.buckets.order, this.buckets.tokens, this.buckets.starts]) x.destroy();
+    if (this.buckets) {
+      for (const x of [this.buckets.order, this.buckets.tokens, this.buckets.starts]) x.destroy();
+    }
     this.buckets = null;
   }
 
@@ -347,7 +361,10 @@ export class Activations {
   }
 
   /** Uploads a batch into the default inputs (see BatchInputs.set). */
-  setBatch(ids: ArrayLike<number>, opts: { targets?: ArrayLike<number>; what?: string; train?: boolean } = {}): number {
+  setBatch(
+    ids: ArrayLike<number>,
+    opts: { targets?: ArrayLike<number>; what?: string; train?: boolean } = {},
+  ): number {
     return this.input.set(ids, opts);
   }
 

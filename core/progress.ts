@@ -21,6 +21,7 @@ export class Progress {
   readonly #start = performance.now();
   #lastDraw = 0;
   #done = 0;
+  #status = "";
   #finished = false;
 
   constructor(label: string, total: number, opts: ProgressOptions = {}) {
@@ -31,13 +32,18 @@ export class Progress {
     this.#unit = opts.unit ?? "";
   }
 
+  get interactive(): boolean {
+    return this.#interactive;
+  }
+
   get elapsedSeconds(): number {
     return (performance.now() - this.#start) / 1000;
   }
 
-  /** Sets the amount done; redraws when interactive and 100 ms have passed. */
-  update(done: number): void {
+  /** Sets the amount done (and a status shown after the bar); redraws when interactive and 100 ms have passed. */
+  update(done: number, status?: string): void {
     this.#done = done;
+    if (status !== undefined) this.#status = status;
     if (!this.#interactive || this.#finished) return;
     const now = performance.now();
     if (now - this.#lastDraw < 100) return;
@@ -62,7 +68,7 @@ export class Progress {
     const count = this.#unit ? `${this.#done}/${this.#total} ${this.#unit}` : `${this.#done}/${this.#total}`;
     return `${this.#label} [${"#".repeat(filled)}${".".repeat(BAR_WIDTH - filled)}] ${
       (frac * 100).toFixed(0).padStart(3)
-    }% ${count} ${formatSeconds(t)}${eta}`;
+    }% ${count} ${formatSeconds(t)}${eta}${this.#status ? `  ${this.#status}` : ""}`;
   }
 }
 
