@@ -3,6 +3,7 @@
 
 import { Command, CommanderError, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
 import { benchCommand } from "./cmd/bench.ts";
+import { demoCommand } from "./cmd/demo.ts";
 import { evalCommand } from "./cmd/eval.ts";
 import { trainCommand } from "./cmd/train.ts";
 import { infoCommand } from "./cmd/info.ts";
@@ -35,6 +36,7 @@ export function buildCli(): CommandUnknownOpts {
     infoCommand(),
     benchCommand(),
     trainCommand(),
+    demoCommand(),
     evalCommand(),
     ...plannedCommands(),
   ];

@@ -3,7 +3,7 @@
 
 import { Command } from "@commander-js/extra-typings";
 import { ByteLevelBpe } from "../core/bpe.ts";
-import { trainBpe, WordCounter } from "../core/bpe_train.ts";
+import { trainBpeFromFiles } from "../core/bpe_train.ts";
 import { BROWN_PACKAGE, BROWN_VERSION, defaultBrownSource, writeBrown } from "../core/brown.ts";
 import { ioError, TnlError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/files.ts";
@@ -119,36 +119,18 @@ export function tokenizeCommand(): Command {
         );
       }
       const t0 = performance.now();
-      const counter = new WordCounter();
-      let total = 0;
-      for (const f of files) {
-        let bytes: Uint8Array;
-        try {
-          bytes = await Deno.readFile(f);
-        } catch (e) {
-          throw ioError("read", f, e);
-        }
-        total += bytes.length;
-        counter.addBytes(bytes);
-      }
-      const words = counter.counts();
-      if (words.size === 0) {
-        throw new TnlError(
-          "input",
-          `empty corpus: ${files.join(", ")} hold${files.length === 1 ? "s" : ""} no text`,
-        );
-      }
-      note(
-        `counted ${counter.pieces} words (${words.size} distinct) in ${
-          mb(total)
-        } from ${files.length} file(s)`,
-      );
-      const progress = new Progress("train", opts.vocabSize - 259);
-      const tok = trainBpe(words, {
+      let progress: Progress | null = null;
+      const tok = await trainBpeFromFiles(files, {
         vocabSize: opts.vocabSize,
         minFrequency: opts.minFrequency ?? 0,
-        onProgress: (done) => progress.update(done),
+        onCounted: (pieces, distinct, bytes) =>
+          note(`counted ${pieces} words (${distinct} distinct) in ${mb(bytes)} from ${files.length} file(s)`),
+        onProgress: (done) => {
+          progress ??= new Progress("train", opts.vocabSize - 259);
+          progress.update(done);
+        },
       });
+      progress ??= new Progress("train", opts.vocabSize - 259);
       const merges = tok.spec.merges.length;
       progress.finish(`${merges} merges`);
       await writeFileAtomic(opts.output, tok.toJsonText());

@@ -4,7 +4,7 @@
 // updated incrementally from the words a merge touches; the corpus is never re-scanned.
 
 import { BYTE_TO_CHAR, ByteLevelBpe, type ByteLevelBpeSpec, gpt2Regex } from "./bpe.ts";
-import { TnlError } from "./errors.ts";
+import { ioError, TnlError } from "./errors.ts";
 import { decodeUtf8Strict, decodeUtf8WithOffsets, encodeUtf8 } from "./utf8.ts";
 
 /** Special tokens of tnl tokenizers, ids 0, 1, 2. */
@@ -283,4 +283,35 @@ function mergeWord(
     }
     i++;
   }
+}
+
+/**
+ * Counts the words of `files` (UTF-8; invalid bytes kept) and trains a byte-level BPE of `vocabSize` tokens.
+ * An empty corpus is an input error naming the files.
+ */
+export async function trainBpeFromFiles(
+  files: string[],
+  opts: TrainOptions & { onCounted?: (pieces: number, distinct: number, bytes: number) => void },
+): Promise<ByteLevelBpe> {
+  const counter = new WordCounter();
+  let total = 0;
+  for (const f of files) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(f);
+    } catch (e) {
+      throw ioError("read", f, e);
+    }
+    total += bytes.length;
+    counter.addBytes(bytes);
+  }
+  const words = counter.counts();
+  if (words.size === 0) {
+    throw new TnlError(
+      "input",
+      `empty corpus: ${files.join(", ")} hold${files.length === 1 ? "s" : ""} no text`,
+    );
+  }
+  opts.onCounted?.(counter.pieces, words.size, total);
+  return trainBpe(words, opts);
 }
