@@ -121,7 +121,7 @@ export function benchCommand(): Command {
     .option("--compare <base>", "ratios against a saved --json report; exit 9 if a case got slower")
     .option(
       "--threshold <pct>",
-      `with --compare: allowed growth of a median time (default ${DEFAULT_THRESHOLD_PCT})`,
+      `with --compare: percent a median time may grow (default ${DEFAULT_THRESHOLD_PCT})`,
       percentage("--threshold"),
     )
     .option(
@@ -164,7 +164,7 @@ export function benchCommand(): Command {
     .option("--compare <base>", "ratios against a saved --json report; exit 9 if a case got slower")
     .option(
       "--threshold <pct>",
-      `with --compare: allowed growth of a median time (default ${DEFAULT_THRESHOLD_PCT})`,
+      `with --compare: percent a median time may grow (default ${DEFAULT_THRESHOLD_PCT})`,
       percentage("--threshold"),
     )
     .option(
