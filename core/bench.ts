@@ -1,9 +1,13 @@
 // The benchmark harness of `tnl bench`: kernels register cases; each case runs at its shapes with warm-up
 // and repeats on random inputs, timed on the GPU with timestamp queries (one pass per repeat, all in one
 // submit, one readback) or, where the device has no timestamps, by the wall clock around batches of
-// repeats (said in the report). The report schema is `BenchReportSchema` (docs/bench.md).
+// repeats (said in the report). A kernels run also measures the adapter's ceilings in the same run (a
+// device-copy bandwidth probe and the best matmul GFLOP/s) and shows each case as a fraction of them. The
+// report schema is `BenchReportSchema` (docs/bench.md); reports, comparisons and charts: bench_report.ts,
+// bench_svg.ts.
 
 import { z } from "zod";
+import type { Comparison } from "./bench_report.ts";
 import { TnlError } from "./errors.ts";
 import type { AdapterFacts, Gpu, Step } from "./gpu.ts";
 import { median } from "./stats.ts";
@@ -48,6 +52,29 @@ export const CaseResultSchema = z.object({
   throughput: z.array(ThroughputSchema),
   /** GPU memory tnl allocated for the case (inputs, outputs, scratch), in bytes. */
   peak_bytes: z.number().int().nonnegative(),
+  // Derived columns (optional: reports written before them stay valid).
+  /** median time / (b·T) in microseconds, for shapes with `T` and `b` (or `B`). */
+  us_per_token: z.number().nonnegative().optional(),
+  /** GFLOP/s / the run's matmul ceiling. */
+  matmul_fraction: z.number().nonnegative().optional(),
+  /** GB/s / the run's device-copy bandwidth. */
+  copy_fraction: z.number().nonnegative().optional(),
+});
+
+/** The adapter's ceilings, measured in the same run (null: not measured, e.g. no matmul case selected). */
+export const CeilingsSchema = z.object({
+  copy: z.object({
+    /** GB/s of the copy (bytes read + written per second). */
+    gbs: z.number().nonnegative(),
+    /** Size of the copied buffer. */
+    bytes: z.number().int().positive(),
+    median_ms: z.number().nonnegative(),
+  }).nullable(),
+  matmul: z.object({
+    /** Best GFLOP/s of the run's `matmul` cases, and the shape that reached it. */
+    gflops: z.number().nonnegative(),
+    shape: z.record(z.string(), z.union([z.number(), z.string()])),
+  }).nullable(),
 });
 
 export const BenchReportSchema = z.object({
@@ -69,11 +96,16 @@ export const BenchReportSchema = z.object({
   features: z.record(z.string(), z.boolean()),
   timing: z.enum(["gpu-timestamps", "wall-clock"]),
   quick: z.boolean(),
+  ceilings: CeilingsSchema.optional(),
   cases: z.array(CaseResultSchema),
 });
 
 export type CaseResult = z.infer<typeof CaseResultSchema>;
 export type BenchReport = z.infer<typeof BenchReportSchema>;
+export type Ceilings = z.infer<typeof CeilingsSchema>;
+
+/** Name of the cases whose best GFLOP/s is the compute ceiling of a run. */
+export const MATMUL_CEILING_CASE = "matmul";
 
 export interface RunOptions {
   quick: boolean;
@@ -85,6 +117,11 @@ export interface RunOptions {
   wallClock?: boolean;
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
+  /**
+   * The device-copy probe (GB/s = the memory ceiling), run first; with it the report gets `ceilings`
+   * (the matmul ceiling is the best `matmul` case of the run).
+   */
+  copyProbe?: BenchCase;
 }
 
 export async function runBench(
@@ -102,6 +139,14 @@ export async function runBench(
       }`,
     );
   }
+  let copy: Ceilings["copy"] = null;
+  if (opts.copyProbe) {
+    const shape = opts.copyProbe.shapes(opts.quick)[0];
+    opts.log?.(`bench ${opts.copyProbe.name} ${formatShape(shape)} (ceiling) ...`);
+    const probe = await runCase(gpu, opts.copyProbe, shape, timing, opts);
+    const gbs = probe.throughput.find((t) => t.unit === "GB/s");
+    if (gbs) copy = { gbs: gbs.value, bytes: Number(shape.bytes), median_ms: probe.median_ms };
+  }
   const results: CaseResult[] = [];
   for (const c of selected) {
     for (const shape of c.shapes(opts.quick)) {
@@ -109,6 +154,7 @@ export async function runBench(
       results.push(await runCase(gpu, c, shape, timing, opts));
     }
   }
+  const ceilings = opts.copyProbe ? { copy, matmul: matmulCeiling(results) } : undefined;
   return {
     schema: "tnl-bench/1",
     tnl: VERSION,
@@ -119,8 +165,44 @@ export async function runBench(
     features: { ...gpu.features },
     timing,
     quick: opts.quick,
-    cases: results,
+    ...(ceilings ? { ceilings } : {}),
+    cases: results.map((c) => withDerivedColumns(c, ceilings)),
   };
+}
+
+/** The best GFLOP/s of the `matmul` cases, or null without any. */
+export function matmulCeiling(cases: readonly CaseResult[]): Ceilings["matmul"] {
+  let best: Ceilings["matmul"] = null;
+  for (const c of cases) {
+    if (c.name !== MATMUL_CEILING_CASE) continue;
+    const g = throughputOf(c, "GFLOP/s");
+    if (g !== undefined && (!best || g > best.gflops)) best = { gflops: g, shape: c.shape };
+  }
+  return best;
+}
+
+export function throughputOf(
+  c: CaseResult,
+  unit: CaseResult["throughput"][number]["unit"],
+): number | undefined {
+  return c.throughput.find((t) => t.unit === unit)?.value;
+}
+
+/** Tokens of one repeat by the shape: b·T (or B·T), when both are numbers. */
+export function tokensOfShape(shape: BenchShape): number | undefined {
+  const T = shape.T, b = shape.b ?? shape.B;
+  return typeof T === "number" && typeof b === "number" && T > 0 && b > 0 ? b * T : undefined;
+}
+
+/** The case with its derived columns: time per token, fractions of the ceilings. */
+export function withDerivedColumns(c: CaseResult, ceilings: Ceilings | undefined): CaseResult {
+  const out: CaseResult = { ...c };
+  const tokens = tokensOfShape(c.shape);
+  if (tokens) out.us_per_token = (c.median_ms * 1e3) / tokens;
+  const gflops = throughputOf(c, "GFLOP/s"), gbs = throughputOf(c, "GB/s");
+  if (gflops !== undefined && ceilings?.matmul?.gflops) out.matmul_fraction = gflops / ceilings.matmul.gflops;
+  if (gbs !== undefined && ceilings?.copy?.gbs) out.copy_fraction = gbs / ceilings.copy.gbs;
+  return out;
 }
 
 export async function runCase(
@@ -238,28 +320,111 @@ export function formatThroughput(t: { value: number; unit: string }): string {
   return `${t.value.toFixed(digits)} ${t.unit}`;
 }
 
-/** The human table of a report (stdout of `tnl bench`). */
-export function formatReport(r: BenchReport): string {
-  const rows = r.cases.map((c) => [
-    c.name,
-    formatShape(c.shape),
-    c.median_ms.toFixed(3),
-    c.min_ms.toFixed(3),
-    c.max_ms.toFixed(3),
-    c.throughput.map(formatThroughput).join(", "),
-    c.peak_bytes ? `${(c.peak_bytes / 2 ** 20).toFixed(1)}` : "-",
-  ]);
-  const head = ["case", "shape", "median ms", "min ms", "max ms", "throughput", "GPU MiB"];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((cell, i) => (i >= 2 && i !== 5 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join("  ")
-      .trimEnd();
-  const timingNote = r.timing === "gpu-timestamps"
+/** A ratio for a table cell: 3 decimals, or 3 significant digits when large. */
+export function formatRatio(ratio: number): string {
+  if (!Number.isFinite(ratio)) return "∞×";
+  return `${ratio < 100 ? ratio.toFixed(3) : ratio.toPrecision(3)}×`;
+}
+
+function formatMs(ms: number): string {
+  return ms.toFixed(3);
+}
+
+/** Three significant digits, without exponents for the sizes a report shows. */
+export function formatSignificant(v: number): string {
+  if (v === 0) return "0";
+  const digits = Math.max(0, 2 - Math.floor(Math.log10(Math.abs(v))));
+  return v.toFixed(Math.min(digits, 6));
+}
+
+function formatPercent(fraction: number): string {
+  return `${(100 * fraction).toFixed(fraction >= 0.1 ? 0 : 1)}%`;
+}
+
+/** The "vs ceiling" cell: the case's fraction of the matmul ceiling and/or the copy bandwidth. */
+export function formatCeilingFraction(c: CaseResult): string {
+  const parts: string[] = [];
+  if (c.matmul_fraction !== undefined) parts.push(`${formatPercent(c.matmul_fraction)} matmul`);
+  if (c.copy_fraction !== undefined) parts.push(`${formatPercent(c.copy_fraction)} copy`);
+  return parts.join(", ") || "-";
+}
+
+/** The ceilings as one line ("" when the run has none). */
+export function formatCeilings(r: BenchReport): string {
+  if (!r.ceilings) return "";
+  const copy = r.ceilings.copy
+    ? `device copy ${formatThroughput({ value: r.ceilings.copy.gbs, unit: "GB/s" })} (${
+      r.ceilings.copy.bytes / 2 ** 20
+    } MiB buffer)`
+    : "device copy not measured";
+  const mm = r.ceilings.matmul
+    ? `matmul ${formatThroughput({ value: r.ceilings.matmul.gflops, unit: "GFLOP/s" })} (${
+      formatShape(r.ceilings.matmul.shape)
+    })`
+    : "matmul not measured (no matmul case ran)";
+  return `ceilings: ${copy}; ${mm}`;
+}
+
+export function timingNote(r: BenchReport): string {
+  return r.timing === "gpu-timestamps"
     ? "GPU time from timestamp queries"
     : "wall-clock time (this device has no timestamp queries)";
+}
+
+/** Columns of the report tables (text and Markdown): header, cells per case, right-aligned columns. */
+export function reportTable(
+  r: BenchReport,
+  comparison?: Comparison,
+): { head: string[]; rows: string[][]; right: boolean[] } {
+  const head = [
+    "case",
+    "shape",
+    "median ms",
+    "min ms",
+    "max ms",
+    "throughput",
+    "vs ceiling",
+    "µs/token",
+    "GPU MiB",
+  ];
+  const right = [false, false, true, true, true, false, false, true, true];
+  if (comparison) {
+    head.push("vs base", "verdict");
+    right.push(true, false);
+  }
+  const rows = r.cases.map((c, i) => {
+    const row = [
+      c.name,
+      formatShape(c.shape),
+      formatMs(c.median_ms),
+      formatMs(c.min_ms),
+      formatMs(c.max_ms),
+      c.throughput.map(formatThroughput).join(", ") || "-",
+      formatCeilingFraction(c),
+      c.us_per_token !== undefined ? formatSignificant(c.us_per_token) : "-",
+      c.peak_bytes ? `${(c.peak_bytes / 2 ** 20).toFixed(1)}` : "-",
+    ];
+    if (comparison) {
+      const d = comparison.byCurrentIndex[i];
+      row.push(d ? formatRatio(d.ratio) : "-", d ? d.verdict : "new");
+    }
+    return row;
+  });
+  return { head, rows, right };
+}
+
+/** The human table of a report (stdout of `tnl bench`), with the comparison's columns when given. */
+export function formatReport(r: BenchReport, comparison?: Comparison): string {
+  const { head, rows, right } = reportTable(r, comparison);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => (right[i] ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join("  ")
+      .trimEnd();
+  const ceilings = formatCeilings(r);
   return [
-    `adapter: ${r.adapter.description}${r.adapter.fallback ? " (software fallback)" : ""}; ${timingNote}` +
+    `adapter: ${r.adapter.description}${r.adapter.fallback ? " (software fallback)" : ""}; ${timingNote(r)}` +
     `; ${r.cases[0]?.repeats ?? 0} repeats`,
+    ...(ceilings ? [ceilings] : []),
     line(head),
     ...rows.map(line),
   ].join("\n");

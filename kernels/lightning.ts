@@ -651,13 +651,12 @@ function attentionInputs(gpu: Gpu, shape: Record<string, number | string>, seed:
 
 /** Full shapes of the attention benchmarks: b=4, h=16, d=e=128 as in ../anchors (T = 1K … 64K). */
 export const ATTENTION_BENCH_T = [1024, 4096, 16384, 65536];
-export const ATTENTION_QUICK_SHAPES = [{ b: 1, h: 2, T: 256, d: 32, e: 32 }, {
-  b: 1,
-  h: 1,
-  T: 300,
-  d: 64,
-  e: 32,
-}];
+/**
+ * --quick shapes (CI on a software adapter): a short sweep of T, odd T and d ≠ e included, so that the
+ * time-vs-T chart has a line per kernel.
+ */
+export const ATTENTION_QUICK_T = [128, 300, 768];
+export const ATTENTION_QUICK_SHAPES = ATTENTION_QUICK_T.map((T) => ({ b: 1, h: 2, T, d: 64, e: 32 }));
 
 function lightningShapes(quick: boolean) {
   return quick ? ATTENTION_QUICK_SHAPES : ATTENTION_BENCH_T.map((T) => ({ b: 4, h: 16, T, d: 128, e: 128 }));

@@ -3,8 +3,10 @@ import { type BenchCase, BenchReportSchema, formatReport, runBench } from "../co
 import { EXIT_CODES, TnlError } from "../core/errors.ts";
 import { Tensor } from "../core/tensor.ts";
 import { kernelBenchCases } from "../kernels/cases.ts";
+import { deviceCopyProbe } from "../kernels/copy.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { gpuTest, REPO_ROOT, testGpu } from "./_gpu.ts";
+import { allElements, parseXml } from "./_xml.ts";
 
 const tinyMatmul: BenchCase = {
   name: "tiny-matmul",
@@ -40,6 +42,31 @@ Deno.test("bench report matches its schema, with timestamps and with the wall cl
     assert.match(formatReport(r), /tiny-matmul/);
   }
 });
+
+Deno.test(
+  "with the copy probe the report has the ceilings and each case its fraction of them",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const r = await runBench(gpu, [{ ...tinyMatmul, name: "matmul" }], {
+      quick: true,
+      repeats: 2,
+      warmup: 1,
+      copyProbe: deviceCopyProbe(gpu),
+    });
+    BenchReportSchema.parse(r);
+    assert.ok(r.ceilings?.copy && r.ceilings.copy.gbs > 0 && r.ceilings.copy.bytes === 16 * 2 ** 20);
+    const best = Math.max(...r.cases.map((c) => c.throughput[0].value));
+    assert.equal(r.ceilings?.matmul?.gflops, best);
+    for (const c of r.cases) {
+      assert.equal(c.matmul_fraction, c.throughput[0].value / best);
+      assert.equal(c.copy_fraction, c.throughput[1].value / r.ceilings.copy.gbs);
+    }
+    assert.ok(r.cases.some((c) => c.matmul_fraction === 1));
+    const plain = await runBench(gpu, [tinyMatmul], { quick: true, repeats: 2, warmup: 1 });
+    assert.equal(plain.ceilings, undefined, "no probe, no ceilings");
+  },
+);
 
 Deno.test("bench --filter that matches nothing is a usage error listing the cases", gpuTest, async () => {
   const gpu = await testGpu();
@@ -93,12 +120,13 @@ Deno.test("schema rejects malformed reports", () => {
   );
 });
 
-Deno.test("tnl bench kernels --quick --json FILE writes a schema-valid report of every registered case", async () => {
+Deno.test("tnl bench kernels --quick writes the JSON, Markdown and SVG reports of every registered case", async () => {
   const tmp = await Deno.makeTempDir();
   try {
     const file = `${tmp}/bench.json`;
+    const reports = ["--json", file, "--markdown", `${tmp}/md/bench.md`, "--svg", `${tmp}/svg/bench.svg`];
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${REPO_ROOT}/main.ts`, "bench", "kernels", "--quick", "--json", file],
+      args: ["run", "-A", `${REPO_ROOT}/main.ts`, "bench", "kernels", "--quick", ...reports],
       env: { NO_COLOR: "1" },
       stdout: "piped",
       stderr: "piped",
@@ -109,6 +137,22 @@ Deno.test("tnl bench kernels --quick --json FILE writes a schema-valid report of
     assert.equal(report.quick, true);
     const names = new Set(report.cases.map((c) => c.name));
     for (const c of kernelBenchCases) assert.ok(names.has(c.name), `case ${c.name} ran`);
+    assert.ok(report.ceilings?.copy && report.ceilings.matmul, "both ceilings measured");
+    const attention = [...names].filter((n) => /lightning|naive-linear|softmax-flash/.test(n));
+    assert.ok(attention.length >= 6, attention.join());
+    for (const c of report.cases.filter((c) => attention.includes(c.name))) {
+      assert.ok(
+        c.us_per_token && c.matmul_fraction,
+        `${c.name}: time per token and fraction of the matmul ceiling`,
+      );
+    }
+    const md = await Deno.readTextFile(`${tmp}/md/bench.md`);
+    assert.equal(md.split("\n").filter((l) => l.startsWith("| ")).length, 2 + report.cases.length);
+    const svg = parseXml(await Deno.readTextFile(`${tmp}/svg/bench.svg`));
+    const series = allElements(svg).filter((e) => e.attrs.class === "series").map((e) =>
+      e.attrs["data-case"]
+    );
+    assert.deepEqual(series, attention, "one series per attention kernel");
     // The table goes to stdout, progress to stderr.
     const stdout = new TextDecoder().decode(out.stdout);
     assert.match(stdout, /median ms/);
