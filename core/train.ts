@@ -323,9 +323,10 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
     await writeFileAtomic(
       `${out}/loss.svg`,
       lineChart({
-        title: `tnl train: ${out}`,
-        xLabel: "step",
-        yLabel: "loss (nats/token)",
+        header: [`tnl train: ${out}`, `${cfg.preset ?? "custom"} model, ${dims.vocab} tokens of vocabulary`],
+        title: "Loss",
+        x: { label: "optimizer step", log: false },
+        y: { label: "loss (nats per token)", log: false },
         series: [{ name: "train", points: trainRows }, { name: "val", points: valRows }],
       }),
     );
