@@ -634,6 +634,18 @@ export function lightningMacs(T: number, d: number, e: number, bt = LIGHTNING_BL
   return { forward: T * bt * (d + e) + 2 * T * d * e, backward: T * bt * (3 * d + 2 * e) + 5 * T * d * e };
 }
 
+/** A shape's optional `variant` key (shapes edited to compare both forms; default auto). */
+function benchVariant(shape: Record<string, number | string>): LightningVariant {
+  const v = shape.variant ?? "auto";
+  if (v !== "auto" && v !== "sequential" && v !== "parallel") {
+    throw new TnlError(
+      "usage",
+      `lightning bench shape: variant '${v}', expected auto, sequential or parallel`,
+    );
+  }
+  return v;
+}
+
 function attentionInputs(gpu: Gpu, shape: Record<string, number | string>, seed: number) {
   const B = Number(shape.b),
     H = Number(shape.h),
@@ -646,7 +658,7 @@ function attentionInputs(gpu: Gpu, shape: Record<string, number | string>, seed:
   const k = Tensor.from(gpu, rng.uniformArray(B * H * T * d, -0.5, 0.5), [B, H, T, d], "f32", "bench k");
   const v = Tensor.from(gpu, rng.uniformArray(B * H * T * e, -0.5, 0.5), [B, H, T, e], "f32", "bench v");
   const slopes = Tensor.from(gpu, tnlDecayRates(H, 0, 2), [H], "f32", "bench slopes");
-  return { B, H, T, d, e, q, k, v, slopes };
+  return { B, H, T, d, e, q, k, v, slopes, variant: benchVariant(shape) };
 }
 
 /** Full shapes of the attention benchmarks: b=4, h=16, d=e=128 as in ../anchors (T = 1K … 64K). */

@@ -1,6 +1,6 @@
 // Decayed causal linear attention by the Lightning Attention-2 block algorithm (spec §4.3), for one head:
 //   O_t = Σ_{u ≤ t} λ^(t−u) (A_t·B_u) C_u,   λ = e^(−s)
-// in logical time t. With A, B, C = Q, K, V this is the forward; reading time backwards (REVERSE flag)
+// in logical time t. With A, B, C = Q, K, V this is the forward; reading time backwards (p.reverse)
 // it is every gradient of the backward: dQ = fwd(dO, V, K), dK = rev(V, dO, Q), dV = rev(K, Q, dO).
 //
 // One workgroup owns (a slice of W columns of C and O, one head, one chunk of rows). It keeps the slice of
@@ -10,8 +10,8 @@
 //   O_b   = S C_b + diag(λ^r) (A_b KV)                         (inter block through the state)
 //   KV    = λ^BT KV + (diag(λ^(BT−r)) B_b)ᵀ C_b
 // The sequential variant is one chunk per head. The block-parallel variant runs this kernel twice: first
-// with OUT off and STORE = 1 to get every chunk's own contribution to the state, then (after the scan in
-// lightning_scan.wgsl) with INIT on, each chunk starting from the state at its first row.
+// with OUT off and p.store = 1 to get every chunk's own contribution to the state, then (after the scan in
+// lightning_scan.wgsl) with p.init = 1, each chunk starting from the state at its first row.
 //
 // Work per block is staged through workgroup memory in chunks of DC columns of A and B (so any dk ≤ 256
 // fits); 4×8 register tiles with vec4 operands (12 vec4 loads from workgroup memory per 128 FMAs):

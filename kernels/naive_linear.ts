@@ -74,7 +74,10 @@ export function naiveLinearScratchElements(gpu: Gpu, shape: NaiveLinearShape): n
   return naiveLinearGroup(gpu, shape) * shape.T * shape.T;
 }
 
-const cache = new WeakMap<Gpu, Tensor>();
+// Per device: the score buffer in use, and smaller ones it replaced (a step being encoded may still bind
+// them, so they live until naiveLinearReleaseScratch).
+const cache = new WeakMap<Gpu, { current: Tensor; retired: Tensor[] }>();
+
 function scoreBuffer(gpu: Gpu, shape: NaiveLinearShape, given?: Tensor): Tensor {
   const need = naiveLinearScratchElements(gpu, shape);
   if (given) {
@@ -87,20 +90,18 @@ function scoreBuffer(gpu: Gpu, shape: NaiveLinearShape, given?: Tensor): Tensor 
     return given;
   }
   const have = cache.get(gpu);
-  if (have && have.size >= need) return have;
-  // The old buffer may be bound by a step being encoded: keep it alive until released.
-  if (have) retired.push(have);
-  const t = Tensor.empty(gpu, [need], "f32", "naive linear scores");
-  cache.set(gpu, t);
-  return t;
+  if (have && have.current.size >= need) return have.current;
+  const current = Tensor.empty(gpu, [need], "f32", "naive linear scores");
+  cache.set(gpu, { current, retired: have ? [...have.retired, have.current] : [] });
+  return current;
 }
-const retired: Tensor[] = [];
 
 /** Frees the cached score buffers (after the steps that used them were submitted). */
 export function naiveLinearReleaseScratch(gpu: Gpu): void {
-  cache.get(gpu)?.destroy();
+  const have = cache.get(gpu);
+  if (!have) return;
+  for (const t of [have.current, ...have.retired]) t.destroy();
   cache.delete(gpu);
-  for (const t of retired.splice(0)) t.destroy();
 }
 
 function check(t: Tensor, what: string, elems: number): void {
