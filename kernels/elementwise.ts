@@ -3,8 +3,8 @@
 // Operands larger than one storage binding are processed in pieces.
 
 import { TnlError } from "../core/errors.ts";
-import type { Step } from "../core/gpu.ts";
-import type { Tensor } from "../core/tensor.ts";
+import type { Gpu, Step } from "../core/gpu.ts";
+import { Tensor } from "../core/tensor.ts";
 import { cachedDef, forChunks, grid1d, packParams, preprocess } from "./wgsl.ts";
 import source from "./elementwise.wgsl" with { type: "text" };
 
@@ -172,4 +172,18 @@ export function gluBackward(step: Step, h: Tensor, dg: Tensor, dh: Tensor, rows:
         f,
       }),
   );
+}
+
+/** A new f32 tensor of uniform values in [lo, hi) made on the GPU (benchmark inputs: never zeros, no upload). */
+export function randomTensor(
+  gpu: Gpu,
+  shape: readonly number[],
+  label: string,
+  seed: number,
+  lo = -1,
+  hi = 1,
+): Tensor {
+  const t = Tensor.empty(gpu, shape, "f32", label);
+  gpu.run(`random ${label}`, (step) => fillRandom(step, t, seed, lo, hi));
+  return t;
 }

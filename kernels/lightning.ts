@@ -17,10 +17,10 @@
 //   (exclusive, decay λ^L per chunk), pass 3 runs every chunk at once from the state at its first row
 //   (inter term through that state, diagonal blocks inside the chunk).
 
+import { randomTensor } from "./elementwise.ts";
 import type { BenchCase } from "../core/bench.ts";
 import { TnlError } from "../core/errors.ts";
 import type { Gpu, KernelDef, Step } from "../core/gpu.ts";
-import { Rng } from "../core/random.ts";
 import { Tensor, type TensorView } from "../core/tensor.ts";
 import { packParams, preprocess } from "./wgsl.ts";
 import source from "./lightning.wgsl" with { type: "text" };
@@ -652,11 +652,10 @@ function attentionInputs(gpu: Gpu, shape: Record<string, number | string>, seed:
     T = Number(shape.T),
     d = Number(shape.d),
     e = Number(shape.e);
-  const rng = new Rng(seed);
-  // Inputs of the size the model feeds (silu outputs of unit-scale activations), never zeros.
-  const q = Tensor.from(gpu, rng.uniformArray(B * H * T * d, -0.5, 0.5), [B, H, T, d], "f32", "bench q");
-  const k = Tensor.from(gpu, rng.uniformArray(B * H * T * d, -0.5, 0.5), [B, H, T, d], "f32", "bench k");
-  const v = Tensor.from(gpu, rng.uniformArray(B * H * T * e, -0.5, 0.5), [B, H, T, e], "f32", "bench v");
+  // Inputs of the size the model feeds (silu outputs of unit-scale activations), never zeros, made on the GPU.
+  const q = randomTensor(gpu, [B, H, T, d], "bench q", seed, -0.5, 0.5);
+  const k = randomTensor(gpu, [B, H, T, d], "bench k", seed + 1, -0.5, 0.5);
+  const v = randomTensor(gpu, [B, H, T, e], "bench v", seed + 2, -0.5, 0.5);
   const slopes = Tensor.from(gpu, tnlDecayRates(H, 0, 2), [H], "f32", "bench slopes");
   return { B, H, T, d, e, q, k, v, slopes, variant: benchVariant(shape) };
 }
@@ -698,9 +697,8 @@ export const lightningBenchCases: BenchCase[] = [{
   shapes: lightningShapes,
   setup(gpu, shape) {
     const x = attentionInputs(gpu, shape, 12);
-    const n = x.B * x.H * x.T;
     const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
-    const dO = Tensor.from(gpu, new Rng(13).uniformArray(n * x.e), [x.B, x.H, x.T, x.e], "f32", "bench do");
+    const dO = randomTensor(gpu, [x.B, x.H, x.T, x.e], "bench do", 13);
     const dq = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dq");
     const dk = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dk");
     const dv = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench dv");

@@ -6,10 +6,10 @@
 // Heads are processed in groups whose [G, T, T] buffer fits one storage binding; when one head's T×T
 // does not fit, the call is refused. The float64 reference is lightningRef / lightningBackwardRef.
 
+import { randomTensor } from "./elementwise.ts";
 import type { BenchCase } from "../core/bench.ts";
 import { TnlError } from "../core/errors.ts";
 import { formatBytes, type Gpu, type KernelDef, type Step } from "../core/gpu.ts";
-import { Rng } from "../core/random.ts";
 import { Tensor } from "../core/tensor.ts";
 import { ATTENTION_QUICK_SHAPES, tnlDecayRates } from "./lightning.ts";
 import { matmul } from "./matmul.ts";
@@ -238,9 +238,9 @@ function benchInputs(gpu: Gpu, shape: Record<string, number | string>, seed: num
     T = Number(shape.T),
     d = Number(shape.d),
     e = Number(shape.e);
-  const rng = new Rng(seed);
-  const t = (n: number, dims: number[], label: string) =>
-    Tensor.from(gpu, rng.uniformArray(n, -0.5, 0.5), dims, "f32", label);
+  let i = 0;
+  const t = (_n: number, dims: number[], label: string) =>
+    randomTensor(gpu, dims, label, seed + i++, -0.5, 0.5);
   return {
     B,
     H,
@@ -280,9 +280,8 @@ export const naiveLinearBenchCases: BenchCase[] = [{
   setup(gpu, shape) {
     const x = benchInputs(gpu, shape, 22);
     naiveLinearGroup(gpu, x);
-    const n = x.B * x.H * x.T;
     const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
-    const dO = Tensor.from(gpu, new Rng(23).uniformArray(n * x.e), [x.B, x.H, x.T, x.e], "f32", "bench do");
+    const dO = randomTensor(gpu, [x.B, x.H, x.T, x.e], "bench do", 23);
     const dq = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dq");
     const dk = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dk");
     const dv = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench dv");

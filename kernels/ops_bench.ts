@@ -6,7 +6,7 @@ import type { Gpu } from "../core/gpu.ts";
 import { Tensor } from "../core/tensor.ts";
 import { adamw } from "./adamw.ts";
 import { crossEntropy } from "./cross_entropy.ts";
-import { fillRandom, gluBackward, gluForward, siluBackward, siluForward } from "./elementwise.ts";
+import { gluBackward, gluForward, randomTensor, siluBackward, siluForward } from "./elementwise.ts";
 import { normGateBackward, normGateForward, qkvPrepBackward, qkvPrepForward } from "./token_mixer.ts";
 import { embeddingBackward, embeddingBuckets, embeddingForward, uploadBuckets } from "./embedding.ts";
 import { linearBackward, linearForward, lmHeadLoss } from "./layers.ts";
@@ -16,13 +16,9 @@ import { Rng } from "../core/random.ts";
 
 const N = (s: BenchShape, k: string) => Number(s[k]);
 
-/** Tensors filled with random values on the GPU (one submit). */
+/** Tensors of random values made on the GPU. */
 function randomTensors(gpu: Gpu, specs: [number[], string][], seed: number): Tensor[] {
-  const ts = specs.map(([shape, label]) => Tensor.empty(gpu, shape, "f32", label));
-  const step = gpu.step("bench inputs");
-  ts.forEach((t, i) => fillRandom(step, t, seed + i));
-  step.submit();
-  return ts;
+  return specs.map(([shape, label], i) => randomTensor(gpu, shape, label, seed + i));
 }
 
 const dispose = (ts: (Tensor | null)[]) => () => ts.forEach((t) => t?.destroy());

@@ -5,10 +5,10 @@
 // Head dims d and e: multiples of 4, at most 128. Tensors over the binding limit are processed in groups
 // of heads.
 
+import { randomTensor } from "./elementwise.ts";
 import type { BenchCase } from "../core/bench.ts";
 import { TnlError } from "../core/errors.ts";
 import type { Gpu, KernelDef, Step } from "../core/gpu.ts";
-import { Rng } from "../core/random.ts";
 import { Tensor, type TensorView } from "../core/tensor.ts";
 import { ATTENTION_BENCH_T, ATTENTION_QUICK_SHAPES } from "./lightning.ts";
 import { packParams, preprocess } from "./wgsl.ts";
@@ -263,9 +263,8 @@ function inputs(gpu: Gpu, shape: Record<string, number | string>, seed: number) 
     T = Number(shape.T),
     d = Number(shape.d),
     e = Number(shape.e);
-  const rng = new Rng(seed);
-  const t = (n: number, dims: number[], label: string) =>
-    Tensor.from(gpu, rng.uniformArray(n), dims, "f32", label);
+  let i = 0;
+  const t = (_n: number, dims: number[], label: string) => randomTensor(gpu, dims, label, seed + i++);
   return {
     B,
     H,
@@ -299,8 +298,7 @@ export const softmaxFlashBenchCases: BenchCase[] = [{
   shapes,
   setup(gpu, shape) {
     const x = inputs(gpu, shape, 32);
-    const n = x.B * x.H * x.T;
-    const dO = Tensor.from(gpu, new Rng(33).uniformArray(n * x.e), [x.B, x.H, x.T, x.e], "f32", "bench do");
+    const dO = randomTensor(gpu, [x.B, x.H, x.T, x.e], "bench do", 33);
     const dq = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dq");
     const dk = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dk");
     const dv = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench dv");

@@ -214,10 +214,11 @@ Deno.test("two runs on one out_dir: the second is refused; a stale lock is taken
     const live = new Deno.Command("sleep", { args: ["30"] }).spawn();
     try {
       await Deno.writeTextFile(`${dir}/run/LOCK`, JSON.stringify({ pid: live.pid, host }));
-      await assert.rejects(
-        () => train(gpu, config(dir, { train: { steps: 1 } }), quiet),
-        (e) => e instanceof TnlError && e.kind === "io" && /in use by another tnl train/.test(e.message),
-      );
+      await assert.rejects(() => train(gpu, config(dir, { train: { steps: 1 } }), quiet), (e) => {
+        assert.ok(e instanceof TnlError && e.kind === "io", String(e));
+        assert.match(e.message, /in use by another tnl train/);
+        return true;
+      });
     } finally {
       live.kill();
       await live.status;
