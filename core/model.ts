@@ -9,7 +9,7 @@ import type { Gpu, Step } from "./gpu.ts";
 import { Rng } from "./random.ts";
 import { Tensor } from "./tensor.ts";
 import { IGNORE_INDEX } from "../kernels/cross_entropy.ts";
-import { fill } from "../kernels/elementwise.ts";
+import { fill, fillRandom } from "../kernels/elementwise.ts";
 import {
   embeddingBackward,
   embeddingBuckets,
@@ -136,6 +136,20 @@ export class TnlModel {
         }
       }
       model.param(s.name).write(data);
+    }
+    return model;
+  }
+
+  /**
+   * Random weights made on the GPU (uniform with the init_std's variance; θ in closed form): for benchmarks
+   * of large models, where the seeded host-side initialisation would take longer than the benchmark.
+   */
+  static randomOnGpu(gpu: Gpu, dims: ModelDims, seed: number): TnlModel {
+    const model = TnlModel.empty(gpu, dims);
+    const a = dims.initStd * Math.sqrt(3);
+    gpu.run("random weights", (step) => fillRandom(step, model.params, seed, -a, a));
+    for (const s of model.layout.specs) {
+      if (s.name.endsWith("lrpe.theta")) model.param(s.name).write(lrpeThetaInit(dims));
     }
     return model;
   }

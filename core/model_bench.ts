@@ -22,7 +22,7 @@ export function modelBenchCases(o: ModelBenchOptions): BenchCase[] {
     shapes: () => [shape],
     setup(gpu) {
       const dims = resolveDims({ ...presetConfig(o.preset), vocab_size: o.vocab }, `preset ${o.preset}`);
-      const model = TnlModel.init(gpu, dims, 1);
+      const model = TnlModel.randomOnGpu(gpu, dims, 1);
       const acts = new Activations(gpu, dims, o.batch, o.seq, true);
       const rng = new Rng(2);
       const predicted = acts.setBatch(
