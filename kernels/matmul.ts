@@ -31,9 +31,16 @@ export interface MatmulOp {
   aOffset?: number;
   bOffset?: number;
   cOffset?: number;
+  /** kernel form (default: the measured best, see MatmulVariant) */
+  variant?: MatmulVariant;
 }
 
+/** Kernel forms: "db" double-buffers the staged tiles (one barrier per K step), "sb" single-buffers them. */
+export type MatmulVariant = "db" | "sb";
+const DEFAULT_VARIANT: MatmulVariant = "sb";
+
 interface Variant {
+  form: MatmulVariant;
   transA: boolean;
   transB: boolean;
   vecA: boolean;
@@ -43,12 +50,13 @@ interface Variant {
 
 const defs = new Map<string, KernelDef>();
 function kernelDef(v: Variant): KernelDef {
-  const key = `matmul${v.transA ? "_ta" : ""}${v.transB ? "_tb" : ""}${v.vecA ? "_va" : ""}${
-    v.vecB ? "_vb" : ""
-  }${v.vecC ? "_vc" : ""}`;
+  const key = `matmul${v.form === "db" ? "_db" : ""}${v.transA ? "_ta" : ""}${v.transB ? "_tb" : ""}${
+    v.vecA ? "_va" : ""
+  }${v.vecB ? "_vb" : ""}${v.vecC ? "_vc" : ""}`;
   let def = defs.get(key);
   if (!def) {
     const code = preprocess("matmul", source, {
+      DB: v.form === "db",
       TRANS_A: v.transA,
       TRANS_B: v.transB,
       VEC_A: v.vecA,
@@ -230,7 +238,10 @@ function encode(step: Step, op: MatmulOp, s: SubProblem): void {
   const vecA = v4(s.lda) && v4(va.base) && v4(s.sa) && (s.transA || v4(s.k));
   const vecB = v4(s.ldb) && v4(vb.base) && v4(s.sb) && (!s.transB || v4(s.k));
   const vecC = v4(s.ldc) && v4(vc.base) && v4(s.sc);
-  const kernel: Kernel = step.gpu.kernel(kernelDef({ transA: s.transA, transB: s.transB, vecA, vecB, vecC }));
+  const form = op.variant ?? DEFAULT_VARIANT;
+  const kernel: Kernel = step.gpu.kernel(
+    kernelDef({ form, transA: s.transA, transB: s.transB, vecA, vecB, vecC }),
+  );
   const params = packParams([
     [s.m, "u32"],
     [s.n, "u32"],
@@ -280,7 +291,8 @@ export const matmulBenchCases: BenchCase[] = [{
     const b = Tensor.from(gpu, rng.uniformArray(k * n), transB ? [n, k] : [k, n], "f32", "bench B");
     const c = Tensor.empty(gpu, [m, n], "f32", "bench C");
     return {
-      encode: (step) => matmul(step, { a, b, c, m, n, k, transA, transB }),
+      encode: (step) =>
+        matmul(step, { a, b, c, m, n, k, transA, transB, variant: shape.form as MatmulVariant | undefined }),
       flops: matmulFlops(m, n, k),
       dispose: () => [a, b, c].forEach((t) => t.destroy()),
     };

@@ -22,10 +22,11 @@ interface Case {
   aOffset?: number;
   bOffset?: number;
   cOffset?: number;
+  variant?: "db" | "sb";
 }
 
 async function check(gpu: Gpu, c: Case, rng: Rng): Promise<void> {
-  const { m, n, k, op, batch = 1, alpha = 1, beta = 0, aOffset = 0, bOffset = 0, cOffset = 0 } = c;
+  const { m, n, k, op, batch = 1, alpha = 1, beta = 0, aOffset = 0, bOffset = 0, cOffset = 0, variant } = c;
   const transA = op[0] === "t", transB = op[1] === "t";
   const ha = rng.uniformArray(aOffset + batch * m * k);
   const hb = rng.uniformArray(bOffset + batch * k * n);
@@ -52,6 +53,7 @@ async function check(gpu: Gpu, c: Case, rng: Rng): Promise<void> {
     aOffset,
     bOffset,
     cOffset,
+    variant,
   };
   matmul(step, args);
   step.submit();
@@ -91,7 +93,9 @@ Deno.test(
       [260, 1, 3],
       [64, 64, 4],
     ];
-    for (const [m, n, k] of shapes) for (const op of OPS) await check(gpu, { m, n, k, op }, rng);
+    for (const variant of ["sb", "db"] as const) {
+      for (const [m, n, k] of shapes) for (const op of OPS) await check(gpu, { m, n, k, op, variant }, rng);
+    }
   },
 );
 
