@@ -57,7 +57,12 @@ export function benchCommand(): Command {
       const globals = this.optsWithGlobals() as GlobalOptions;
       const gpu = await gpuFromOptions(globals);
       try {
-        const cases = modelBenchCases({ preset: opts.preset, batch: opts.batch, seq: opts.seq, vocab: opts.vocab });
+        const cases = modelBenchCases({
+          preset: opts.preset,
+          batch: opts.batch,
+          seq: opts.seq,
+          vocab: opts.vocab,
+        });
         const report = await runBench(gpu, cases, {
           quick: false,
           repeats: opts.repeats ?? 5,
