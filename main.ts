@@ -4,6 +4,7 @@
 import { Command, CommanderError, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
 import { benchCommand } from "./cmd/bench.ts";
 import { evalCommand } from "./cmd/eval.ts";
+import { generateCommand } from "./cmd/generate.ts";
 import { infoCommand } from "./cmd/info.ts";
 import { plannedCommands } from "./cmd/planned.ts";
 import { dataCommand, tokenizeCommand } from "./cmd/tokenize.ts";
@@ -34,6 +35,7 @@ export function buildCli(): CommandUnknownOpts {
     infoCommand(),
     benchCommand(),
     evalCommand(),
+    generateCommand(),
     ...plannedCommands(),
   ];
   for (const c of subcommands) {

@@ -20,6 +20,5 @@ function planned(name: string, usage: string, description: string): CommandUnkno
 export function plannedCommands(): CommandUnknownOpts[] {
   return [
     planned("train", "config.yaml [--fresh] [--json]", "train a model from a YAML config"),
-    planned("generate", '--model DIR "prompt" [-n N] [--temp T]', "generate text from a model"),
   ];
 }

@@ -386,6 +386,8 @@ export interface RunOptions {
   onToken?: (seq: number, token: number, logprob: number) => boolean | void;
   /** called after each chunk was read (for streaming output and timing) */
   onChunk?: () => void | Promise<void>;
+  /** called once the prefill is submitted (e.g. to wait for it and time it) */
+  onPrefill?: () => void | Promise<void>;
 }
 
 /**
@@ -401,6 +403,7 @@ export async function generate(
   const n = prompts.length;
   if (opts.maxTokens === 0) return prompts.map(() => ({ tokens: [], logprobs: [], stop: "limit" }));
   gen.prefill(prompts);
+  await opts.onPrefill?.();
   const outs: SequenceOutput[] = prompts.map(() => ({ tokens: [], logprobs: [], stop: "limit" }));
   const active = new Array(n).fill(true);
   let size = Math.max(1, opts.firstChunk ?? 4);
@@ -439,4 +442,60 @@ export async function generate(
     size *= 2;
   }
   return outs;
+}
+
+/**
+ * One sequence's text as tokens arrive, cut before the first stop string (excluded, as llama.cpp does).
+ * take() gives the text that can be shown now: all but a tail that could still grow into a stop string.
+ */
+export class StopText {
+  #text = "";
+  #shown = 0;
+  #stop: string | null = null;
+  readonly #longest: number;
+
+  constructor(readonly stops: readonly string[]) {
+    if (stops.some((s) => s.length === 0)) throw new TnlError("usage", "a stop string is empty");
+    this.#longest = Math.max(0, ...stops.map((s) => s.length));
+  }
+
+  /** Appends decoded text; true once a stop string has appeared. */
+  push(delta: string): boolean {
+    if (this.#stop !== null) return true;
+    const from = Math.max(0, this.#text.length - this.#longest + 1);
+    this.#text += delta;
+    let cut = -1;
+    for (const s of this.stops) {
+      const i = this.#text.indexOf(s, from);
+      if (i >= 0 && (cut < 0 || i < cut)) [cut, this.#stop] = [i, s];
+    }
+    if (cut >= 0) this.#text = this.#text.slice(0, cut);
+    return this.#stop !== null;
+  }
+
+  get text(): string {
+    return this.#text;
+  }
+
+  /** The stop string that ended the text, or null. */
+  get stop(): string | null {
+    return this.#stop;
+  }
+
+  /** Text not shown yet; unless `final`, without a tail that is the start of a stop string. */
+  take(final = false): string {
+    let end = this.#text.length;
+    if (!final && this.#stop === null) {
+      for (let k = Math.min(this.#longest - 1, end - this.#shown); k > 0; k--) {
+        const tail = this.#text.slice(end - k);
+        if (this.stops.some((s) => s.startsWith(tail))) {
+          end -= k;
+          break;
+        }
+      }
+    }
+    const out = this.#text.slice(this.#shown, end);
+    this.#shown = end;
+    return out;
+  }
 }

@@ -71,7 +71,6 @@ Deno.test("subcommands still to come say so and exit 7, none pretends", async ()
     const args of [
       ["train", "config.yaml"],
       ["eval", "--model", "x", "a.txt"],
-      ["generate", "--model", "x", "hello"],
     ]
   ) {
     const r = await tnl(args);

@@ -1,11 +1,15 @@
 import assert from "node:assert/strict";
-import { loadModel } from "../core/checkpoint.ts";
-import { generate, Generator, type Prompt } from "../core/generate.ts";
+import { loadModel, saveModel } from "../core/checkpoint.ts";
+import { presetConfig, resolveDims } from "../core/config.ts";
+import { generate, Generator, type Prompt, StopText } from "../core/generate.ts";
+import { type ErrorKind, TnlError } from "../core/errors.ts";
+import { buildCli } from "../main.ts";
 import type { Gpu } from "../core/gpu.ts";
-import { Activations, forward, type TnlModel, writeLogits } from "../core/model.ts";
+import { Activations, forward, TnlModel, writeLogits } from "../core/model.ts";
 import { SafetensorsFile } from "../core/safetensors.ts";
 import { errorStats } from "../core/stats.ts";
 import { Tensor } from "../core/tensor.ts";
+import { loadTokenizer } from "../core/tokenizer.ts";
 import type { SamplerSettings } from "../kernels/sample.ts";
 import { assertClose, gpuTest, REPO_ROOT, testGpu } from "./_gpu.ts";
 
@@ -243,4 +247,261 @@ Deno.test("a long decode (300 recurrent steps) stays within 1e-4 of the full for
     g.f.close();
     model.destroy();
   }
+});
+
+// ---------------------------------------------------------------- the CLI
+
+async function tnl(args: string[], stdin?: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${REPO_ROOT}/main.ts`, "generate", ...args],
+    env: { NO_COLOR: "1" },
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+function errorLine(stderr: string): string {
+  const lines = stderr.trim().split("\n").filter((l) => l.startsWith("error"));
+  assert.equal(lines.length, 1, `one error line:\n${stderr}`);
+  return lines[0];
+}
+
+Deno.test(
+  "tnl generate --prompt-ids on the fixture: greedy ids as the library draws them, EOS from config.json",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const { model } = await loadModel(gpu, TINY);
+    const dir = await Deno.makeTempDir();
+    try {
+      const ids = [3, 141, 59, 26, 5];
+      const [lib] = await run(model, [{ ids }], GREEDY, 10);
+      const r = await tnl([
+        "--model",
+        TINY,
+        "--prompt-ids",
+        ids.join(","),
+        "-n",
+        "10",
+        "--temp",
+        "0",
+        "--json",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const j = JSON.parse(r.stdout);
+      assert.deepEqual(j.tokens, lib.tokens);
+      assert.equal(j.content, null, "no tokenizer: ids only");
+      assert.equal(j.stop_type, "limit");
+      assert.equal(j.prompt_n, 5);
+      for (const k of ["load_ms", "prompt_n", "prompt_per_second", "predicted_n", "predicted_per_second"]) {
+        assert.equal(typeof j.timings[k], "number", k);
+      }
+      assert.equal(j.timings.predicted_n, 10);
+      // Plain output: the ids on one line.
+      const plain = await tnl(["--model", TINY, "--prompt-ids", ids.join(" "), "-n", "10", "--temp", "0"]);
+      assert.equal(plain.stdout.trim(), lib.tokens.join(" "));
+      // The same model with the 4th greedy token as its EOS stops there (the EOS id is reported last).
+      for (const f of ["config.json", "model.safetensors"]) {
+        await Deno.copyFile(`${TINY}/${f}`, `${dir}/${f}`);
+      }
+      const config = JSON.parse(await Deno.readTextFile(`${TINY}/config.json`));
+      const eos = lib.tokens[3];
+      await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify({ ...config, eos_token_id: eos }));
+      const e = await tnl([
+        "--model",
+        dir,
+        "--prompt-ids",
+        ids.join(","),
+        "-n",
+        "10",
+        "--temp",
+        "0",
+        "--json",
+      ]);
+      assert.equal(e.code, 0, e.stderr);
+      const je = JSON.parse(e.stdout);
+      assert.equal(je.stop_type, "eos");
+      assert.deepEqual(je.tokens, lib.tokens.slice(0, lib.tokens.indexOf(eos) + 1));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+      model.destroy();
+    }
+  },
+);
+
+/** A random tnl-tiny-shaped model with the 2000-token byte-level BPE of testdata/tokenizers, BOS on. */
+async function textModel(gpu: Gpu, dir: string) {
+  const config = { ...presetConfig("tnl-tiny"), vocab_size: 2000, eos_token_id: 2, bos_token_id: 1 };
+  const model = TnlModel.init(gpu, { ...resolveDims(config, "test"), initStd: 0.5 }, 9);
+  await saveModel(model, config, dir);
+  model.destroy();
+  await Deno.copyFile(`${REPO_ROOT}/testdata/tokenizers/hf-bytelevel-bpe-2k.json`, `${dir}/tokenizer.json`);
+  await Deno.writeTextFile(
+    `${dir}/tokenizer_config.json`,
+    JSON.stringify({ add_bos_token: true, bos_token: "</s>", eos_token: "</s>" }),
+  );
+  return await loadTokenizer(dir);
+}
+
+Deno.test(
+  "tnl generate with a tokenizer: BOS, streamed text = --json content = decoded ids, --stop, -f, --prompts",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const dir = await Deno.makeTempDir();
+    try {
+      const tok = await textModel(gpu, dir);
+      const prompt = "Once upon a time";
+      const common = ["--model", dir, "-n", "24", "--temp", "0"];
+      const j = JSON.parse((await tnl([...common, prompt, "--json"])).stdout);
+      assert.equal(j.prompt_n, 1 + tok.encode(prompt).length, "</s> is prepended as BOS");
+      assert.equal(j.content, tok.decode(j.tokens));
+      assert.ok(j.content.length > 10);
+      const streamed = await tnl([...common, prompt]);
+      assert.equal(streamed.code, 0, streamed.stderr);
+      assert.equal(streamed.stdout, j.content.endsWith("\n") ? j.content : j.content + "\n");
+      assert.match(streamed.stderr, /generated 24 tokens/);
+      // A stop string from the middle of the text: the text ends before its first occurrence.
+      const m = /[a-z]{3}/.exec(j.content.slice(6))!;
+      const stop = m[0], at = j.content.indexOf(stop);
+      const s = JSON.parse(
+        (await tnl([...common, prompt, "--json", "--stop", "zzzq", "--stop", stop])).stdout,
+      );
+      assert.equal(s.stop_type, "word");
+      assert.equal(s.stopping_word, stop);
+      assert.equal(s.content, j.content.slice(0, at));
+      assert.ok(s.tokens.length < j.tokens.length);
+      assert.deepEqual(s.tokens, j.tokens.slice(0, s.tokens.length));
+      const ss = await tnl([...common, prompt, "--stop", stop]);
+      assert.equal(ss.stdout, s.content + "\n");
+      // -f - reads the prompt from stdin; --prompts generates a batch, each as alone (greedy).
+      const fs = JSON.parse((await tnl([...common, "-f", "-", "--json"], prompt)).stdout);
+      assert.deepEqual(fs.tokens, j.tokens);
+      await Deno.writeTextFile(`${dir}/prompts.txt`, `The dog\n${prompt}\nIt was\n`);
+      const b = JSON.parse((await tnl([...common, "--prompts", `${dir}/prompts.txt`, "--json"])).stdout);
+      assert.equal(b.results.length, 3);
+      assert.deepEqual(b.results[1].tokens, j.tokens);
+      assert.equal(b.results[1].content, j.content);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test(
+  "tnl generate: same seed, same text; -s -1 prints the seed it drew; logprobs",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const dir = await Deno.makeTempDir();
+    try {
+      await textModel(gpu, dir);
+      const args = [
+        "--model",
+        dir,
+        "-n",
+        "16",
+        "--temp",
+        "1",
+        "--top-k",
+        "0",
+        "--top-p",
+        "1",
+        "--min-p",
+        "0",
+        "Hello",
+      ];
+      const a = JSON.parse((await tnl([...args, "-s", "5", "--json", "--logprobs"])).stdout);
+      const b = JSON.parse((await tnl([...args, "-s", "5", "--json"])).stdout);
+      assert.deepEqual(a.tokens, b.tokens);
+      assert.equal(a.content, b.content);
+      assert.equal(a.logprobs.length, 16);
+      assert.ok(a.logprobs.every((x: { logprob: number }) => x.logprob < 0 && Number.isFinite(x.logprob)));
+      assert.equal(typeof a.logprobs[0].token, "string");
+      const r = await tnl([...args, "--json"]);
+      const seed = Number(/seed: (\d+)/.exec(r.stderr)![1]);
+      assert.equal(JSON.parse(r.stdout).seed, seed);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test("tnl generate: bad flags and inputs are one-line errors of the right kind", gpuTest, async () => {
+  const ids = ["--model", TINY, "--prompt-ids", "1,2"];
+  const cases: [string[], ErrorKind, RegExp][] = [
+    [[...ids, "--top-p", "1.5"], "usage", /--top-p 1.5: expected a number in \(0, 1\]/],
+    [[...ids, "--top-p", "0"], "usage", /--top-p 0/],
+    [[...ids, "-n", "-2"], "usage", /-n\/--n-predict -2: expected -1/],
+    [[...ids, "--temp", "-0.5"], "usage", /--temp -0.5: expected a number ≥ 0/],
+    [[...ids, "--top-k", "-1"], "usage", /--top-k -1/],
+    [[...ids, "--min-p", "2"], "usage", /--min-p 2/],
+    [[...ids, "--repeat-last-n", "-1"], "usage", /--repeat-last-n -1/],
+    [[...ids, "-s", "4294967296"], "usage", /-s\/--seed 4294967296/],
+    [
+      ["--model", TINY, "--prompt-ids", "1,256,3"],
+      "input",
+      /id 256 at position 1 is outside the model's vocabulary of 256/,
+    ],
+    [["--model", TINY, "--prompt-ids", "1,x"], "usage", /'x' at position 1 is not a token id/],
+    [["--model", TINY, ""], "usage", /the prompt is empty/],
+    [["--model", TINY, "--prompt-ids", " "], "usage", /the prompt is empty/],
+    [["--model", TINY, "text"], "input", /has no tokenizer.*--prompt-ids/],
+    [["--model", TINY], "usage", /give a prompt/],
+    [["--model", TINY, "a", "--prompt-ids", "1"], "usage", /one prompt source/],
+    [["--model", `${TINY}/missing`, "--prompt-ids", "1"], "io", /cannot read .*missing\/config.json/],
+    [["--model", TINY, "-f", `${TINY}/missing.txt`], "io", /cannot read .*missing.txt/],
+    [[...ids, "--stop", ""], "usage", /stop string is empty/],
+    [[...ids, "--logprobs"], "usage", /--logprobs needs --json/],
+  ];
+  for (const [args, kind, pattern] of cases) {
+    await assert.rejects(() => buildCli().parseAsync(["generate", ...args], { from: "user" }), (e) => {
+      assert.ok(e instanceof TnlError, `${args.join(" ")}: ${e}`);
+      assert.equal(e.kind, kind, `${args.join(" ")}: ${e.message}`);
+      assert.match(e.message, pattern);
+      assert.ok(!e.message.includes("\n"), "one line");
+      return true;
+    });
+  }
+  // As a process: the exit code of the kind, one line on stderr, nothing on stdout.
+  for (
+    const [args, code] of [[[...ids, "--top-p", "1.5"], 2], [
+      ["--model", TINY, "--prompt-ids", "300"],
+      3,
+    ]] as const
+  ) {
+    const r = await tnl([...args]);
+    assert.equal(r.code, code, r.stderr);
+    errorLine(r.stderr);
+    assert.equal(r.stdout, "");
+  }
+});
+
+Deno.test("stop strings: the text ends before the first one; streaming holds back a possible start", () => {
+  const t = new StopText(["END", "xyz"]);
+  const shown: string[] = [];
+  for (const d of ["Hello E", "N", "x", "y fine ", "EN", "D and more"]) {
+    if (t.push(d)) break;
+    shown.push(t.take());
+  }
+  assert.deepEqual(shown, ["Hello ", "", "EN", "xy fine ", ""]);
+  assert.equal(t.stop, "END");
+  assert.equal(t.text, "Hello ENxy fine ");
+  assert.equal(t.take(true), "");
+  const u = new StopText(["ab"]);
+  u.push("xa");
+  assert.equal(u.take(), "x");
+  assert.equal(u.take(true), "a", "at the end the held tail is shown");
+  const none = new StopText([]);
+  none.push("abc");
+  assert.equal(none.take(), "abc");
 });
