@@ -5,7 +5,14 @@
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { loadModel } from "../core/checkpoint.ts";
 import { ioError, TnlError } from "../core/errors.ts";
-import { generate, Generator, type Prompt, type SequenceOutput, StopText } from "../core/generate.ts";
+import {
+  continuationDecoder,
+  generate,
+  Generator,
+  type Prompt,
+  type SequenceOutput,
+  StopText,
+} from "../core/generate.ts";
 import { GEMV_MAX_BATCH } from "../kernels/decode.ts";
 import { SAMPLER_MAX_WINDOW, type SamplerSettings } from "../kernels/sample.ts";
 import { loadTokenizer, loadTokenizerConfig, type Tokenizer, tokenizerFileIn } from "../core/tokenizer.ts";
@@ -251,7 +258,7 @@ export function generateCommand(): CommandUnknownOpts {
         for (let g0 = 0; g0 < prompts.length; g0 += GEMV_MAX_BATCH) {
           const group = prompts.slice(g0, g0 + GEMV_MAX_BATCH);
           const texts = group.map(() => (tokenizer ? new StopText(opts.stop) : null));
-          const streams = group.map(() => tokenizer?.decodeStream() ?? null);
+          const streams = group.map((ids) => (tokenizer ? continuationDecoder(tokenizer, ids) : null));
           const gen = new Generator(model, { batch: group.length, sampling });
           let tPrefill = performance.now(), tDecode = 0;
           const write = async (s: string) => {

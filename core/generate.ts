@@ -8,9 +8,10 @@
 
 import type { ModelDims } from "./config.ts";
 import { TnlError } from "./errors.ts";
-import type { Gpu, Step } from "./gpu.ts";
+import type { BufferRange, Gpu, Kernel, Step } from "./gpu.ts";
 import { Activations, forwardHidden, type TnlModel } from "./model.ts";
 import { Tensor } from "./tensor.ts";
+import type { Tokenizer } from "./tokenizer.ts";
 import { gemv, GEMV_MAX_BATCH, recurrentStep } from "../kernels/decode.ts";
 import { embeddingForward } from "../kernels/embedding.ts";
 import { tnlDecayRates } from "../kernels/lightning.ts";
@@ -39,6 +40,23 @@ export interface Prompt {
   ids: readonly number[];
   /** the sampler's stream id (with the seed and position it picks the random numbers); default: the slot */
   stream?: number;
+}
+
+type Grid = readonly [number, number?, number?];
+
+/** One dispatch of a recorded decode round. */
+interface RecordedDispatch {
+  kernel: Kernel;
+  ranges: readonly BufferRange[];
+  params: ArrayBufferView | null;
+  grid: Grid;
+}
+
+/** What Generator.saveState copied. */
+export interface SavedState {
+  copies: Tensor[];
+  lengths: number[];
+  pendingSample: boolean;
 }
 
 /** A chunk of rounds submitted to the GPU, to be read back with Generator.read. */
@@ -83,6 +101,7 @@ export class Generator {
   #tensors: Tensor[] = [];
   /** the logits hold a prefill's last position, not yet sampled */
   #pendingSample = false;
+  #forwardPlan: RecordedDispatch[] | null = null;
 
   constructor(readonly model: TnlModel, opts: GeneratorOptions) {
     const m = model.dims, gpu = model.gpu;
@@ -150,48 +169,80 @@ export class Generator {
   }
 
   /**
-   * Prefills prompt i into slot i (fewer prompts than slots leave the rest idle) and submits the work: each
-   * prompt alone (B = 1) through the lightning kernels' prefill entry, its state into the slot, logits for
-   * its last position only. The next chunk's first round samples from them.
+   * Prefills prompt i into slot i (fewer prompts than slots leave the rest idle), one submit per prompt. The
+   * next chunk's first round samples from the logits of each prompt's last position.
    */
   prefill(prompts: readonly Prompt[]): void {
-    const m = this.dims, gpu = this.gpu;
     if (prompts.length < 1 || prompts.length > this.batch) {
       throw new TnlError("internal", `prefill: ${prompts.length} prompts for ${this.batch} slots`);
     }
-    prompts.forEach((p, slot) => {
-      const T = p.ids.length;
-      if (T < 1) throw new TnlError("input", `prompt ${slot + 1} is empty`);
-      const acts = this.#activations(T);
-      acts.setBatch(p.ids, { train: false, what: `prompt ${slot + 1}` });
-      const states = this.states.map((s, l) => {
-        const per = s.size / this.batch;
-        return Tensor.part(s, slot * per, [1, ...s.shape.slice(1)], `state ${l} slot ${slot}`);
-      });
-      // The history ring and the counters: len = T, the sampler's stream.
-      const ring = new Uint32Array(this.histW);
-      for (let pos = Math.max(0, T - this.histW); pos < T; pos++) ring[pos % this.histW] = p.ids[pos];
-      Tensor.part(this.#hist, slot * this.histW, [this.histW], "history slot").write(ring);
-      Tensor.part(this.#seq, slot * 4, [4], "positions slot").write(
-        Uint32Array.from([T, p.stream ?? slot, 0, 0]),
-      );
-      this.lengths[slot] = T;
-      gpu.run(`prefill ${T} tokens`, (step) => {
-        forwardHidden(step, this.model, acts, { states });
-        gemv(step, {
-          a: acts.xf,
-          aOffset: (T - 1) * m.d,
-          w: this.model.head(),
-          y: this.#logits,
-          yOffset: slot * m.vocab,
-          nb: 1,
-          out: m.vocab,
-          in: m.d,
-        });
-      });
-    });
-    for (let slot = prompts.length; slot < this.batch; slot++) this.lengths[slot] = 0;
+    this.lengths.fill(0);
+    prompts.forEach((p, slot) =>
+      this.gpu.run(`prefill ${p.ids.length} tokens`, (step) => this.encodePrefill(step, slot, p))
+    );
     this.#pendingSample = true;
+  }
+
+  /**
+   * Encodes the prefill of one prompt into `slot`: the prompt alone (B = 1) through every layer, the
+   * attention by the lightning kernels' prefill entry, which writes the layer's state into the slot; logits
+   * for the last position only. The slot's history ring and counters are written now (they land before the
+   * step runs).
+   */
+  encodePrefill(step: Step, slot: number, p: Prompt): void {
+    const m = this.dims;
+    const T = p.ids.length;
+    if (T < 1) throw new TnlError("input", `prompt ${slot + 1} is empty`);
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.batch) {
+      throw new TnlError("internal", `prefill: slot ${slot} of ${this.batch}`);
+    }
+    const acts = this.#activations(T);
+    acts.setBatch(p.ids, { train: false, what: `prompt ${slot + 1}` });
+    const states = this.states.map((s, l) => {
+      const per = s.size / this.batch;
+      return Tensor.part(s, slot * per, [1, ...s.shape.slice(1)], `state ${l} slot ${slot}`);
+    });
+    const ring = new Uint32Array(this.histW);
+    for (let pos = Math.max(0, T - this.histW); pos < T; pos++) ring[pos % this.histW] = p.ids[pos];
+    Tensor.part(this.#hist, slot * this.histW, [this.histW], "history slot").write(ring);
+    Tensor.part(this.#seq, slot * 4, [4], "positions slot").write(
+      Uint32Array.from([T, p.stream ?? slot, 0, 0]),
+    );
+    this.lengths[slot] = T;
+    forwardHidden(step, this.model, acts, { states });
+    gemv(step, {
+      a: acts.xf,
+      aOffset: (T - 1) * m.d,
+      w: this.model.head(),
+      y: this.#logits,
+      yOffset: slot * m.vocab,
+      nb: 1,
+      out: m.vocab,
+      in: m.d,
+    });
+  }
+
+  /** A copy of everything a decode continues from (states, positions, history, logits), on the GPU. */
+  saveState(): SavedState {
+    const own = [...this.states, this.#seq, this.#hist, this.#cur, this.#logits];
+    const copies = own.map((t) => Tensor.empty(this.gpu, [...t.shape], t.dtype, `saved ${t.label}`));
+    this.#copy(own, copies);
+    return { copies, lengths: [...this.lengths], pendingSample: this.#pendingSample };
+  }
+
+  /** Returns to a saved state (the copies land before the next submit's work). */
+  restoreState(saved: SavedState): void {
+    this.#copy(saved.copies, [...this.states, this.#seq, this.#hist, this.#cur, this.#logits]);
+    saved.lengths.forEach((n, i) => (this.lengths[i] = n));
+    this.#pendingSample = saved.pendingSample;
+  }
+
+  #copy(from: Tensor[], to: Tensor[]): void {
+    const enc = this.gpu.device.createCommandEncoder({ label: "generator state copy" });
+    from.forEach((t, i) =>
+      enc.copyBufferToBuffer(t.buffer, t.offset * 4, to[i].buffer, to[i].offset * 4, t.bytes)
+    );
+    this.gpu.scoped("copying the generator's state", () => this.gpu.device.queue.submit([enc.finish()]));
   }
 
   /** Inference activations for one prompt of T tokens (kept for the next prompt of that length). */
@@ -207,8 +258,30 @@ export class Generator {
     return acts;
   }
 
-  /** One token of every sequence through all layers: logits from the tokens in `cur`. */
+  /**
+   * One token of every sequence through all layers: logits from the tokens in `cur`. Every round is the
+   * same dispatches with the same parameters (positions live on the GPU), so the first is recorded and
+   * later rounds replay it: the host cost of a round is then only Step.dispatch's.
+   */
   encodeForward(step: Step): void {
+    if (!this.#forwardPlan) {
+      const calls: RecordedDispatch[] = [];
+      const recorder = {
+        gpu: this.gpu,
+        dispatch: (
+          kernel: Kernel,
+          ranges: readonly BufferRange[],
+          params: ArrayBufferView | null,
+          grid: Grid,
+        ) => calls.push({ kernel, ranges, params, grid }),
+      };
+      this.#encodeForward(recorder as unknown as Step);
+      this.#forwardPlan = calls;
+    }
+    for (const c of this.#forwardPlan) step.dispatch(c.kernel, c.ranges, c.params, c.grid);
+  }
+
+  #encodeForward(step: Step): void {
     const m = this.dims, model = this.model, nb = this.batch;
     embeddingForward(
       step,
@@ -364,6 +437,9 @@ export class Generator {
   }
 }
 
+/** Rounds of the first chunk of a generation: small, so the first tokens show fast. */
+export const FIRST_CHUNK = 4;
+
 export type StopType = "eos" | "limit" | "word";
 
 export interface SequenceOutput {
@@ -406,7 +482,7 @@ export async function generate(
   await opts.onPrefill?.();
   const outs: SequenceOutput[] = prompts.map(() => ({ tokens: [], logprobs: [], stop: "limit" }));
   const active = new Array(n).fill(true);
-  let size = Math.max(1, opts.firstChunk ?? 4);
+  let size = Math.max(1, opts.firstChunk ?? FIRST_CHUNK);
   while (active.some((a) => a)) {
     let rounds = Math.min(size, gen.maxChunk);
     if (opts.maxTokens >= 0) {
@@ -498,4 +574,22 @@ export class StopText {
     this.#shown = end;
     return out;
   }
+}
+
+/**
+ * A streaming decoder for the text that follows `prompt`. SentencePiece drops the leading space of the first
+ * piece it decodes (its dummy prefix), which a continuation keeps: its stream first decodes the prompt's last
+ * token, and that text is dropped.
+ */
+export function continuationDecoder(
+  tokenizer: Tokenizer,
+  prompt: readonly number[],
+): { push(id: number): string; flush(): string } {
+  const stream = tokenizer.decodeStream();
+  const last = prompt.at(-1);
+  if (tokenizer.kind === "sentencepiece" && last !== undefined && last < tokenizer.vocabSize) {
+    stream.push(last);
+    stream.flush();
+  }
+  return stream;
 }

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
+import { BenchReportSchema, runBench } from "../core/bench.ts";
 import { loadModel, saveModel } from "../core/checkpoint.ts";
 import { presetConfig, resolveDims } from "../core/config.ts";
-import { generate, Generator, type Prompt, StopText } from "../core/generate.ts";
+import { continuationDecoder, generate, Generator, type Prompt, StopText } from "../core/generate.ts";
 import { type ErrorKind, TnlError } from "../core/errors.ts";
 import { buildCli } from "../main.ts";
 import type { Gpu } from "../core/gpu.ts";
 import { Activations, forward, TnlModel, writeLogits } from "../core/model.ts";
+import { modelBenchCases } from "../core/model_bench.ts";
 import { SafetensorsFile } from "../core/safetensors.ts";
 import { errorStats } from "../core/stats.ts";
 import { Tensor } from "../core/tensor.ts";
@@ -504,4 +506,42 @@ Deno.test("stop strings: the text ends before the first one; streaming holds bac
   const none = new StopText([]);
   none.push("abc");
   assert.equal(none.take(), "abc");
+});
+
+Deno.test("tnl bench model: prefill and decode cases report tokens/s", gpuTest, async () => {
+  const gpu = await testGpu();
+  const cases = modelBenchCases({
+    preset: "tnl-tiny",
+    batch: 1,
+    seq: 16,
+    vocab: 256,
+    prefill: 40,
+    positions: [8, 70],
+    decodeTokens: 6,
+  }).filter((c) => c.name !== "train-step");
+  const r = await runBench(gpu, cases, { quick: true, repeats: 2, warmup: 1 });
+  BenchReportSchema.parse(r);
+  assert.deepEqual(r.cases.map((c) => [c.name, c.shape.T ?? c.shape.position]), [
+    ["prefill", 40],
+    ["decode", 8],
+    ["decode", 70],
+  ]);
+  for (const c of r.cases) {
+    const tps = c.throughput.find((t) => t.unit === "tokens/s")!;
+    assert.ok(tps.value > 0 && c.median_ms > 0, JSON.stringify(c));
+  }
+});
+
+Deno.test("continuation text keeps the space SentencePiece drops at the start of a decode", async () => {
+  for (const file of ["sp-bpe-2k.model", "hf-bytelevel-bpe-2k.json"]) {
+    const tok = await loadTokenizer(`${REPO_ROOT}/testdata/tokenizers/${file}`);
+    const ids = tok.encode("Once upon a time there was a dog.");
+    for (const k of [1, 3, ids.length - 2]) {
+      const stream = continuationDecoder(tok, ids.slice(0, k));
+      const text = ids.slice(k).map((id) => stream.push(id)).join("") + stream.flush();
+      const whole = tok.decode(ids), head = tok.decode(ids.slice(0, k));
+      assert.ok(whole.startsWith(head));
+      assert.equal(text, whole.slice(head.length), `${file}, prompt of ${k} tokens`);
+    }
+  }
 });
