@@ -6,8 +6,8 @@ import { benchCommand } from "./cmd/bench.ts";
 import { demoCommand } from "./cmd/demo.ts";
 import { evalCommand } from "./cmd/eval.ts";
 import { trainCommand } from "./cmd/train.ts";
+import { generateCommand } from "./cmd/generate.ts";
 import { infoCommand } from "./cmd/info.ts";
-import { plannedCommands } from "./cmd/planned.ts";
 import { dataCommand, tokenizeCommand } from "./cmd/tokenize.ts";
 import { EXIT_CODES, exitCodeOf, oneLine } from "./core/errors.ts";
 import { ADAPTER_CHOICES } from "./core/gpu.ts";
@@ -38,7 +38,7 @@ export function buildCli(): CommandUnknownOpts {
     trainCommand(),
     demoCommand(),
     evalCommand(),
-    ...plannedCommands(),
+    generateCommand(),
   ];
   for (const c of subcommands) {
     program.addCommand(c);

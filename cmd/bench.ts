@@ -153,11 +153,31 @@ export function benchCommand(): Command {
       }
     });
   bench.command("model")
-    .description("whole-model throughput of a preset with random weights (tokens/s)")
+    .description(
+      "whole-model throughput of a preset with random weights: the training step, the prefill of a prompt, " +
+        "and decoding at given positions (tokens/s)",
+    )
     .option("--preset <name>", "model preset", "tnl-tiny")
-    .option("--batch <n>", "sequences per step", positiveInt("--batch"), 4)
-    .option("--seq <n>", "tokens per sequence", positiveInt("--seq"), 2048)
+    .option("--batch <n>", "sequences per training step", positiveInt("--batch"), 4)
+    .option("--seq <n>", "tokens per training sequence", positiveInt("--seq"), 2048)
     .option("--vocab <n>", "vocabulary size", positiveInt("--vocab"), 64000)
+    .option("--prefill <n>", "prompt tokens of the prefill case", positiveInt("--prefill"), 4096)
+    .option(
+      "--positions <list>",
+      "positions the decode case starts at, comma-separated",
+      (v) => v.split(",").map((x) => positiveInt("--positions")(x.trim())),
+      [512, 1024, 4096, 16384, 65536],
+    )
+    .option(
+      "--decode-tokens <n>",
+      "tokens drawn per decode repeat (batch 1)",
+      positiveInt("--decode-tokens"),
+      512,
+    )
+    .option(
+      "--filter <names...>",
+      "only cases whose name contains one of these (train-step, prefill, decode)",
+    )
     .option("--json <file>", "also write the report as JSON to FILE ('-' = stdout, replacing the table)")
     .option("--markdown <file>", "also write the table as Markdown to FILE (for a pull request comment)")
     .option("--svg <file>", "also write charts to FILE: time vs T (log-log), tokens/s vs position")
@@ -183,9 +203,13 @@ export function benchCommand(): Command {
           batch: opts.batch,
           seq: opts.seq,
           vocab: opts.vocab,
+          prefill: opts.prefill,
+          positions: opts.positions,
+          decodeTokens: opts.decodeTokens,
         });
         const report = await runBench(gpu, cases, {
           quick: false,
+          filter: opts.filter,
           repeats: opts.repeats ?? 5,
           warmup: opts.warmup ?? 2,
           log: note,

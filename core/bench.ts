@@ -23,6 +23,11 @@ export interface BenchRun {
   flops?: number;
   bytes?: number;
   tokens?: number;
+  /**
+   * For work that a single pass cannot hold (e.g. generation with its readbacks): times `warmup` + `repeats`
+   * runs itself by the wall clock and returns the timed runs' milliseconds; `encode` is then not used.
+   */
+  measure?(repeats: number, warmup: number): Promise<number[]>;
   dispose(): void;
 }
 
@@ -218,7 +223,9 @@ export async function runCase(
   try {
     const warmup = opts.warmup ?? (opts.quick ? 1 : 3);
     const repeats = opts.repeats ?? (opts.quick ? 3 : 10);
-    const times = timing === "gpu-timestamps"
+    const times = run.measure
+      ? await run.measure(repeats, warmup)
+      : timing === "gpu-timestamps"
       ? await timeWithTimestamps(gpu, run, warmup, repeats)
       : await timeWithWallClock(gpu, run, warmup, repeats);
     const med = median(times);

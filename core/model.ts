@@ -18,7 +18,12 @@ import {
   uploadBuckets,
 } from "../kernels/embedding.ts";
 import { linearBackward, linearForward, lmHeadLoss, sgluBackward, sgluForward } from "../kernels/layers.ts";
-import { lightningBackward, lightningForward, tnlDecayRates } from "../kernels/lightning.ts";
+import {
+  lightningBackward,
+  lightningForward,
+  lightningPrefillState,
+  tnlDecayRates,
+} from "../kernels/lightning.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { colsum, colsumPartialRows, partialsFor, sum } from "../kernels/reduce.ts";
 import { srmsnormBackward, srmsnormForward } from "../kernels/srmsnorm.ts";
@@ -311,12 +316,17 @@ export class Activations {
   readonly colsumPartials: Tensor;
   #tensors: Tensor[] = [];
 
+  /**
+   * `opts.shareLayers` (inference only, no backward): all layers use one set of buffers, since nothing is
+   * kept for a backward; the logits scratch is one row (a prefill needs the last position's logits only).
+   */
   constructor(
     readonly gpu: Gpu,
     readonly dims: ModelDims,
     readonly B: number,
     readonly T: number,
     train: boolean,
+    opts: { shareLayers?: boolean } = {},
   ) {
     const m = dims, N = B * T;
     this.n = N;
@@ -325,33 +335,46 @@ export class Activations {
       this.#tensors.push(x);
       return x;
     };
+    const share = opts.shareLayers === true;
+    if (share && train) throw new TnlError("internal", "activations: shared layer buffers cannot train");
     const anyLrpe = m.lrpe.some((x) => x);
     this.input = new BatchInputs(gpu, dims, B, T);
     this.x = t([N, m.d], "x");
-    this.layers = m.lrpe.map((lrpe, l) => {
-      const dq = lrpe ? 2 * m.headDim : m.headDim;
-      return {
-        xn1: t([N, m.d], `L${l} xn1`),
-        r1: t([N], `L${l} rstd1`),
-        qkvu: t([N, 4 * m.e], `L${l} qkvu`),
-        q: t([B, m.heads, T, dq], `L${l} q`),
-        k: t([B, m.heads, T, dq], `L${l} k`),
-        v: t([B, m.heads, T, m.headDim], `L${l} v`),
-        on: t([N, m.e], `L${l} on`),
-        ro: t([N], `L${l} rstd o`),
-        og: t([N, m.e], `L${l} og`),
-        xn2: t([N, m.d], `L${l} xn2`),
-        r2: t([N], `L${l} rstd2`),
-        h: t([N, 2 * m.glu], `L${l} h`),
-        g: t([N, m.glu], `L${l} g`),
-      };
+    const layerActs = (l: number | "shared", dq: number): LayerActs => ({
+      xn1: t([N, m.d], `L${l} xn1`),
+      r1: t([N], `L${l} rstd1`),
+      qkvu: t([N, 4 * m.e], `L${l} qkvu`),
+      q: t([B, m.heads, T, dq], `L${l} q`),
+      k: t([B, m.heads, T, dq], `L${l} k`),
+      v: t([B, m.heads, T, m.headDim], `L${l} v`),
+      on: t([N, m.e], `L${l} on`),
+      ro: t([N], `L${l} rstd o`),
+      og: t([N, m.e], `L${l} og`),
+      xn2: t([N, m.d], `L${l} xn2`),
+      r2: t([N], `L${l} rstd2`),
+      h: t([N, 2 * m.glu], `L${l} h`),
+      g: t([N, m.glu], `L${l} g`),
     });
+    if (share) {
+      // q and k sized for the widest layer (LRPE doubles d); each layer takes the part it needs.
+      const one = layerActs("shared", anyLrpe ? 2 * m.headDim : m.headDim);
+      this.layers = m.lrpe.map((lrpe) => {
+        const dq = lrpe ? 2 * m.headDim : m.headDim;
+        return {
+          ...one,
+          q: Tensor.part(one.q, 0, [B, m.heads, T, dq], one.q.label),
+          k: Tensor.part(one.k, 0, [B, m.heads, T, dq], one.k.label),
+        };
+      });
+    } else {
+      this.layers = m.lrpe.map((lrpe, l) => layerActs(l, lrpe ? 2 * m.headDim : m.headDim));
+    }
     this.o = t([B, m.heads, T, m.headDim], "o");
     this.xf = t([N, m.d], "xf");
     this.rf = t([N], "rstd final");
     this.lossRows = t([N], "loss rows");
     // Logits for at most 2^15 rows or 256 MiB at a time, within one binding.
-    const rows = Math.max(
+    const rows = share ? 1 : Math.max(
       1,
       Math.min(N, 32768, Math.floor(Math.min(256 * 2 ** 20, gpu.maxBindingBytes) / (4 * m.vocab))),
     );
@@ -402,7 +425,7 @@ export interface PassOptions {
 /** Forward to the mean next-token loss (acts.loss[0]); every activation the backward needs is kept. */
 export function forward(step: Step, model: TnlModel, acts: Activations, opts: PassOptions): void {
   const input = opts.input ?? acts.input;
-  forwardHidden(step, model, acts, input);
+  forwardHidden(step, model, acts, { input });
   const m = model.dims;
   lmHeadLoss(step, {
     x: acts.xf,
@@ -420,9 +443,22 @@ export function forward(step: Step, model: TnlModel, acts: Activations, opts: Pa
   });
 }
 
-/** Embedding, all layers and the final norm: acts.xf holds the last hidden states. */
-export function forwardHidden(step: Step, model: TnlModel, acts: Activations, input = acts.input): void {
-  const m = model.dims, { B, T, n: N } = acts;
+/**
+ * Embedding, all layers and the final norm: acts.xf holds the last hidden states. With `states` (one
+ * [B, H, dk, dv] f32 tensor per layer), each layer also writes its recurrent state decayed to the last
+ * token: the prefill of generation (spec §5.2).
+ */
+export function forwardHidden(
+  step: Step,
+  model: TnlModel,
+  acts: Activations,
+  opts: { states?: readonly Tensor[]; input?: BatchInputs } = {},
+): void {
+  const m = model.dims, N = acts.n;
+  const input = opts.input ?? acts.input;
+  if (opts.states && opts.states.length !== m.layers) {
+    throw new TnlError("internal", `forward: ${opts.states.length} states for ${m.layers} layers`);
+  }
   embeddingForward(
     step,
     input.ids,
@@ -433,44 +469,59 @@ export function forwardHidden(step: Step, model: TnlModel, acts: Activations, in
     m.vocab,
     m.embedScale,
   );
-  for (let l = 0; l < m.layers; l++) {
-    const L = acts.layers[l], pre = `model.layers.${l}`;
-    const shape = { b: B, t: T, h: m.heads, d: m.headDim };
-    const theta = m.lrpe[l] ? model.param(`${pre}.token_mixer.lrpe.theta`) : null;
-    const dq = m.lrpe[l] ? 2 * m.headDim : m.headDim;
-    // token mixer: x += out_proj(u ⊙ SRMSNorm(attention(SiLU(q), SiLU(k), v)))
-    srmsnormForward(step, acts.x, L.xn1, L.r1, N, m.d);
-    linearForward(step, L.xn1, model.param(`${pre}.token_mixer.qkvu_proj.weight`), L.qkvu, N, m.d, 4 * m.e);
-    qkvPrepForward(step, shape, L.qkvu, theta, L.q, L.k, L.v);
-    lightningForward(step, {
-      q: L.q,
-      k: L.k,
-      v: L.v,
-      o: acts.o,
-      slopes: model.rates[l],
-      B,
-      H: m.heads,
-      T,
-      d: dq,
-      e: m.headDim,
-    });
-    normGateForward(step, shape, acts.o, L.qkvu, L.on, L.ro, L.og);
-    linearForward(step, L.og, model.param(`${pre}.token_mixer.out_proj.weight`), acts.x, N, m.e, m.d, 1);
-    // channel mixer: x += SGLU(SRMSNorm(x))
-    srmsnormForward(step, acts.x, L.xn2, L.r2, N, m.d);
-    sgluForward(
-      step,
-      { n: N, d: m.d, f: m.glu },
-      L.xn2,
-      model.w12(l),
-      model.param(`${pre}.channel_mixer.l3.weight`),
-      L.h,
-      L.g,
-      acts.x,
-      1,
-    );
-  }
+  for (let l = 0; l < m.layers; l++) layerForward(step, model, acts, l, opts.states?.[l] ?? null);
   srmsnormForward(step, acts.x, acts.xf, acts.rf, N, m.d);
+}
+
+/**
+ * Block l on acts.x in place: the token mixer and the channel mixer, each behind SRMSNorm with a residual.
+ * With `state` the attention also writes the layer's recurrent state [B, H, dk, dv] after the last token.
+ */
+export function layerForward(
+  step: Step,
+  model: TnlModel,
+  acts: Activations,
+  l: number,
+  state: Tensor | null = null,
+): void {
+  const m = model.dims, { B, T, n: N } = acts;
+  const L = acts.layers[l], pre = `model.layers.${l}`;
+  const shape = { b: B, t: T, h: m.heads, d: m.headDim };
+  const theta = m.lrpe[l] ? model.param(`${pre}.token_mixer.lrpe.theta`) : null;
+  const dq = m.lrpe[l] ? 2 * m.headDim : m.headDim;
+  // token mixer: x += out_proj(u ⊙ SRMSNorm(attention(SiLU(q), SiLU(k), v)))
+  srmsnormForward(step, acts.x, L.xn1, L.r1, N, m.d);
+  linearForward(step, L.xn1, model.param(`${pre}.token_mixer.qkvu_proj.weight`), L.qkvu, N, m.d, 4 * m.e);
+  qkvPrepForward(step, shape, L.qkvu, theta, L.q, L.k, L.v);
+  const attention = {
+    q: L.q,
+    k: L.k,
+    v: L.v,
+    o: acts.o,
+    slopes: model.rates[l],
+    B,
+    H: m.heads,
+    T,
+    d: dq,
+    e: m.headDim,
+  };
+  if (state) lightningPrefillState(step, { ...attention, state });
+  else lightningForward(step, attention);
+  normGateForward(step, shape, acts.o, L.qkvu, L.on, L.ro, L.og);
+  linearForward(step, L.og, model.param(`${pre}.token_mixer.out_proj.weight`), acts.x, N, m.e, m.d, 1);
+  // channel mixer: x += SGLU(SRMSNorm(x))
+  srmsnormForward(step, acts.x, L.xn2, L.r2, N, m.d);
+  sgluForward(
+    step,
+    { n: N, d: m.d, f: m.glu },
+    L.xn2,
+    model.w12(l),
+    model.param(`${pre}.channel_mixer.l3.weight`),
+    L.h,
+    L.g,
+    acts.x,
+    1,
+  );
 }
 
 /** Logits [N, V] of the last forward (for reference comparisons; training never materialises them). */
@@ -499,7 +550,7 @@ export function forwardBackward(
     return Tensor.part(grads, s.offset, s.shape, `grad ${name}`);
   };
   const dEmb = grad("model.embed_tokens.weight");
-  forwardHidden(step, model, acts, input);
+  forwardHidden(step, model, acts, { input });
   // An untied embedding gets gradient rows only for the batch's tokens: clear it first.
   if (!m.tied && !opts.accumulate) fill(step, dEmb, 0);
   lmHeadLoss(step, {

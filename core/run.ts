@@ -72,8 +72,9 @@ function hostName(): string {
 function processAlive(pid: number): boolean {
   if (pid === Deno.pid) return true;
   try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
+    // /proc/<id> also exists for thread ids: a live process is one whose thread-group id is itself.
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    return Number(/^Tgid:\s*(\d+)/m.exec(status)?.[1]) === pid;
   } catch (e) {
     // Without /proc (not Linux) a lock cannot be judged stale: keep it.
     try {

@@ -61,22 +61,33 @@ async function statOf(path: string): Promise<Deno.FileInfo> {
 export async function tokenizerFile(path: string): Promise<string> {
   const info = await statOf(path);
   if (!info.isDirectory) return path;
+  const found = await tokenizerFileIn(path);
+  if (found) return found;
+  throw new TnlError("io", `cannot read ${path}: no tokenizer.json or SentencePiece model in this directory`);
+}
+
+/** The tokenizer file inside directory `dir` (tokenizer.json, tokenizer.model, another SentencePiece model), or null. */
+export async function tokenizerFileIn(dir: string): Promise<string | null> {
   for (const name of TOKENIZER_FILES) {
-    const p = `${path.replace(/\/+$/, "")}/${name}`;
+    const p = `${dir.replace(/\/+$/, "")}/${name}`;
     try {
       if ((await Deno.stat(p)).isFile) return p;
     } catch { /* try the next name */ }
   }
   // Any other file that is a SentencePiece model (released checkpoints name them freely).
   const candidates: string[] = [];
-  for await (const e of Deno.readDir(path)) {
-    if (e.isFile && e.name.endsWith(".model")) candidates.push(`${path.replace(/\/+$/, "")}/${e.name}`);
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isFile && e.name.endsWith(".model")) candidates.push(`${dir.replace(/\/+$/, "")}/${e.name}`);
+    }
+  } catch (e) {
+    throw ioError("read", dir, e);
   }
   candidates.sort();
   for (const c of candidates) {
     if (looksLikeSentencePiece(await readBytes(c))) return c;
   }
-  throw new TnlError("io", `cannot read ${path}: no tokenizer.json or SentencePiece model in this directory`);
+  return null;
 }
 
 function dirOf(path: string): string {

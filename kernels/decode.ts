@@ -1,111 +1,245 @@
-// Dispatchers of the decode-step kernels (decode.wgsl): a GEMV for a small batch of tokens (each weight
-// read once) and the recurrent attention step on the fp32 state.
+// Dispatchers of the decode-step kernels (decode.wgsl): a GEMV for a small batch of tokens that reads
+// each weight once, with the token's input stage fused in (SRMSNorm, the gate u ⊙ SRMSNorm(o), SGLU's
+// product), and the recurrent attention step with SiLU and LRPE fused in.
 
 import { TnlError } from "../core/errors.ts";
 import type { Step } from "../core/gpu.ts";
 import type { Tensor } from "../core/tensor.ts";
-import { cachedDef, grid1d, packParams, preprocess } from "./wgsl.ts";
+import { SRMS_EPS } from "./srmsnorm.ts";
+import { cachedDef, grid1d, packParams, preprocess, withReduceLib } from "./wgsl.ts";
 import source from "./decode.wgsl" with { type: "text" };
+import lrpeLib from "./lrpe_lib.wgsl" with { type: "text" };
 
-/** Most sequences one GEMV dispatch takes (larger batches use the tiled matmul). */
+/** Most sequences one GEMV dispatch takes. */
 export const GEMV_MAX_BATCH = 8;
 
-const gemvDef = (nb: number) =>
-  cachedDef(`decode/gemv/${nb}`, () => ({
-    name: `gemv-b${nb}`,
-    code: preprocess("decode", source, { GEMV: true, RECUR: false, NB: nb }),
-    bindings: ["read", "read", "rw"],
-    paramBytes: 11 * 4,
-  }));
-
-const recurDef = () =>
-  cachedDef("decode/recur", () => ({
-    name: "recurrent-step",
-    code: preprocess("decode", source, { GEMV: false, RECUR: true, NB: 1 }),
-    bindings: ["read", "read", "read", "read", "rw", "rw"],
-    paramBytes: 11 * 4,
-  }));
-
-function params(
-  rows: number,
-  cols: number,
-  heads: number,
-  dv: number,
-  bases: number[],
-  beta = 0,
-): Uint8Array {
-  const b = [...bases, 0, 0, 0, 0, 0, 0].slice(0, 6);
-  return packParams([
-    [rows, "u32"],
-    [cols, "u32"],
-    [heads, "u32"],
-    [dv, "u32"],
-    ...b.map((x) => [x, "u32"] as const),
-    [beta, "f32"],
-  ]);
+interface GemvVariant {
+  nb: number;
+  rows: number; // output rows per workgroup (R)
+  norm: boolean;
+  prod: boolean;
+  vec: boolean;
+  subgroups: boolean;
 }
 
-/** y[b, :] = x[b, :]·Wᵀ + beta·y[b, :] for nb ≤ GEMV_MAX_BATCH rows; W: [out, in]. */
-export function gemv(
-  step: Step,
-  x: Tensor,
-  w: Tensor,
-  y: Tensor,
-  nb: number,
-  out: number,
-  inF: number,
-  beta = 0,
-): void {
-  if (nb < 1 || nb > GEMV_MAX_BATCH) throw new TnlError("internal", `gemv: batch ${nb}`);
-  if (x.size < nb * inF || w.size < out * inF || y.size < nb * out) {
-    throw new TnlError("internal", "gemv: sizes");
+const gemvDef = (v: GemvVariant) =>
+  cachedDef(
+    `decode/gemv/${v.nb}/${v.rows}/${v.norm}/${v.prod}/${v.vec}/${v.subgroups}`,
+    () => ({
+      name: `gemv-b${v.nb}-r${v.rows}${v.norm ? "-norm" : ""}${v.prod ? "-prod" : ""}${v.vec ? "-vec4" : ""}`,
+      code: withReduceLib("decode", source, {
+        GEMV: true,
+        RECUR: false,
+        LRPE: false,
+        NB: v.nb,
+        R: v.rows,
+        LANES: 256 / v.rows,
+        PART: 256 * v.nb,
+        NORM: v.norm,
+        PROD: v.prod,
+        VEC: v.vec,
+        SUBGROUPS: v.subgroups,
+      }),
+      bindings: ["read", "read", "read", "rw"],
+      paramBytes: 11 * 4,
+    }),
+  );
+
+const recurDef = (lrpe: boolean, w: number) =>
+  cachedDef(`decode/recur/${lrpe}/${w}`, () => ({
+    name: `recurrent-step${lrpe ? "-lrpe" : ""}-w${w}`,
+    code: lrpeLib + "\n" + preprocess("decode", source, {
+      GEMV: false,
+      RECUR: true,
+      LRPE: lrpe,
+      W: w,
+      NORM: false,
+      PROD: false,
+      VEC: false,
+      SUBGROUPS: false,
+    }),
+    bindings: ["read", "read", "read", "read", "rw", "rw"],
+    paramBytes: 12 * 4,
+  }));
+
+export interface GemvArgs {
+  /** input rows: a[b, 0..in) at aOffset + b·aStride */
+  a: Tensor;
+  /** second input for `prod` (x = a ⊙ b), at bOffset + b·bStride */
+  b?: Tensor;
+  /** [out, in] row-major */
+  w: Tensor;
+  /** output rows: y[b, 0..out) at yOffset + b·yStride */
+  y: Tensor;
+  nb: number;
+  out: number;
+  in: number;
+  /** multiply by 1/sqrt(mean(a²) + eps) per sequence: SRMSNorm of a fused in */
+  norm?: boolean;
+  /** y = … + beta·y (1 adds a residual in place) */
+  beta?: number;
+  aOffset?: number;
+  aStride?: number;
+  bOffset?: number;
+  bStride?: number;
+  yOffset?: number;
+  yStride?: number;
+}
+
+function pow2floor(n: number): number {
+  return 2 ** Math.floor(Math.log2(Math.max(1, n)));
+}
+
+/** Output rows per workgroup: 256 / R invocations per row, each taking about four loads or more. */
+function rowsPerWorkgroup(units: number): number {
+  const lanes = Math.min(256, Math.max(8, pow2floor(units / 4)));
+  return 256 / lanes;
+}
+
+/**
+ * y[b, o] = s_b · Σ_c w[o, c]·x_b[c] + beta·y[b, o] for nb ≤ GEMV_MAX_BATCH sequences, with x_b = a_b (or
+ * a_b ⊙ b_b) and s_b = 1 (or, with `norm`, the SRMSNorm scale of a_b). Output rows are cut into pieces
+ * whose weights fit one storage binding.
+ */
+export function gemv(step: Step, g: GemvArgs): void {
+  const { a, w, y, nb, out } = g;
+  const inF = g.in;
+  const prod = g.b !== undefined;
+  const aOff = g.aOffset ?? 0, aStride = g.aStride ?? inF;
+  const bOff = g.bOffset ?? 0, bStride = g.bStride ?? inF;
+  const yOff = g.yOffset ?? 0, yStride = g.yStride ?? out;
+  if (!Number.isInteger(nb) || nb < 1 || nb > GEMV_MAX_BATCH) {
+    throw new TnlError("internal", `gemv: batch ${nb} (1..${GEMV_MAX_BATCH})`);
   }
-  const vx = x.view(0, nb * inF), vy = y.view(0, nb * out);
-  // Output rows in pieces whose W range fits one binding (the LM head of a large vocabulary).
-  const rowsPer = Math.max(8, Math.floor(w.maxViewElements() / inF / 8) * 8);
+  if (!(inF >= 1 && out >= 1)) throw new TnlError("internal", `gemv: in = ${inF}, out = ${out}`);
+  const span = (off: number, stride: number, width: number) => off + (nb - 1) * stride + width;
+  const need = (t: Tensor, n: number, what: string) => {
+    if (t.dtype !== "f32" || t.size < n) {
+      throw new TnlError("internal", `gemv: ${what} '${t.label}' holds ${t.size} ${t.dtype}, needs ${n} f32`);
+    }
+  };
+  need(a, span(aOff, aStride, inF), "a");
+  if (g.b) need(g.b, span(bOff, bStride, inF), "b");
+  need(w, out * inF, "w");
+  need(y, span(yOff, yStride, out), "y");
+  const va = a.view(aOff, span(0, aStride, inF));
+  const vb = g.b ? g.b.view(bOff, span(0, bStride, inF)) : va;
+  const gpu = step.gpu;
+  const vecIn = inF % 4 === 0 && va.base % 4 === 0 && aStride % 4 === 0 &&
+    (!g.b || (vb.base % 4 === 0 && bStride % 4 === 0));
+  const rowsPer = Math.max(1, Math.floor(w.maxViewElements() / inF));
+  const units = vecIn ? inF / 4 : inF;
+  const r = rowsPerWorkgroup(units);
+  const lanes = 256 / r;
+  // Iterations of the longest invocation, all loops counted (llvmpipe leaves loops after Gpu.loopLimit).
+  const sgIters = gpu.features.subgroups ? 256 : 9;
+  const iterations = (g.norm ? nb * (Math.ceil(units / 256) + sgIters) : 0) +
+    Math.ceil(units / lanes) * (nb + 1) + (Math.log2(lanes) + 1) * (nb + 1) + 4 * nb;
+  if (iterations > gpu.loopLimit) {
+    throw new TnlError(
+      "gpu",
+      `gemv: rows of ${inF} inputs need ${iterations} loop iterations per invocation; this adapter stops ` +
+        `loops after ${gpu.loopLimit}`,
+    );
+  }
   for (let o0 = 0; o0 < out; o0 += rowsPer) {
     const n = Math.min(rowsPer, out - o0);
     const vw = w.view(o0 * inF, n * inF);
-    // y is [nb, out]: this piece writes columns o0 .. o0+n of each row.
+    const vy = y.view(yOff + o0, span(0, yStride, n));
+    const vec = vecIn && vw.base % 4 === 0;
+    const kernel = gpu.kernel(
+      gemvDef({ nb, rows: r, norm: g.norm === true, prod, vec, subgroups: gpu.features.subgroups }),
+    );
     step.dispatch(
-      step.gpu.kernel(gemvDef(nb)),
-      [vx, vw, vy],
-      params(n, inF, out, 0, [vx.base, vw.base, vy.base + o0], beta),
-      grid1d(Math.ceil(n / 8)),
+      kernel,
+      [va, vb, vw, vy],
+      packParams([
+        [n, "u32"],
+        [inF, "u32"],
+        [yStride, "u32"],
+        [aStride, "u32"],
+        [bStride, "u32"],
+        [va.base, "u32"],
+        [vb.base, "u32"],
+        [vw.base, "u32"],
+        [vy.base, "u32"],
+        [g.beta ?? 0, "f32"],
+        [SRMS_EPS, "f32"],
+      ]),
+      grid1d(Math.ceil(n / r)),
     );
   }
 }
 
 export interface RecurrentStepArgs {
-  q: Tensor; // [B, H, dk]
-  k: Tensor; // [B, H, dk]
-  v: Tensor; // [B, H, dv]
-  /** λ = e^−s per head, [H] */
+  /** [B, 4E]: this token's fused projection (q | k | v | u) per sequence */
+  qkvu: Tensor;
+  /** [H, d] LRPE θ (the [H, 1, d] parameter), or null for a layer without LRPE */
+  theta: Tensor | null;
+  /** [B, 4] u32 per-sequence counters; seq[b, 0] = len, and the token's position is len − 1 */
+  seq: Tensor;
+  /** λ = fl(e^−s) per head, [H] */
   decay: Tensor;
-  /** state [B, H, dk, dv], updated in place */
+  /** state [B, H, dk, d] (dk = 2d with LRPE), updated in place */
   kv: Tensor;
-  o: Tensor; // [B, H, dv]
+  /** [B, H, d] attention output of the token */
+  o: Tensor;
   B: number;
   H: number;
-  dk: number;
-  dv: number;
+  d: number;
 }
 
-/** One token of the robust recurrence: kv ← λ·kv + kᵀv, o = q·kv. */
+/** Columns per workgroup of the recurrent step. */
+function recurrentColumns(d: number): number {
+  return Math.min(32, 2 ** Math.ceil(Math.log2(d)));
+}
+
+/**
+ * One token of the robust recurrence (spec §5.1) with the token mixer's input stage: q, k = SiLU (then LRPE
+ * at position seq.len − 1), kv ← λ·kv + kᵀv, o = q·kv, per (sequence, head).
+ */
 export function recurrentStep(step: Step, a: RecurrentStepArgs): void {
-  if (a.dv > 256) throw new TnlError("internal", `recurrent step: dv = ${a.dv} > 256`);
-  const views = [
-    a.q.view(0, a.B * a.H * a.dk),
-    a.k.view(0, a.B * a.H * a.dk),
-    a.v.view(0, a.B * a.H * a.dv),
-    a.decay.view(0, a.H),
-    a.kv.view(0, a.B * a.H * a.dk * a.dv),
-    a.o.view(0, a.B * a.H * a.dv),
+  const { B, H, d } = a;
+  const lrpe = a.theta !== null, dk = lrpe ? 2 * d : d, e = H * d;
+  if (d > 256) throw new TnlError("internal", `recurrent step: head dim ${d} > 256`);
+  const checks: [Tensor, number, string][] = [
+    [a.qkvu, B * 4 * e, "qkvu"],
+    [a.seq, B * 4, "seq"],
+    [a.decay, H, "decay"],
+    [a.kv, B * H * dk * d, "kv"],
+    [a.o, B * e, "o"],
   ];
+  if (a.theta) checks.push([a.theta, e, "theta"]);
+  for (const [t, n, what] of checks) {
+    if (t.size < n) {
+      throw new TnlError("internal", `recurrent step: ${what} '${t.label}' holds ${t.size} < ${n}`);
+    }
+  }
+  if (a.seq.dtype !== "u32") throw new TnlError("internal", "recurrent step: seq must be u32");
+  const w = recurrentColumns(d);
+  const slices = Math.ceil(d / w);
+  const vq = a.qkvu.view(0, B * 4 * e);
+  const views = [
+    vq,
+    a.theta ? a.theta.view(0, e) : vq,
+    a.seq.view(0, B * 4),
+    a.decay.view(0, H),
+    a.kv.view(0, B * H * dk * d),
+    a.o.view(0, B * e),
+  ];
+  const rows = B * H * slices;
   step.dispatch(
-    step.gpu.kernel(recurDef()),
+    step.gpu.kernel(recurDef(lrpe, w)),
     views,
-    params(a.B * a.H, a.dk, a.H, a.dv, views.map((v) => v.base)),
-    grid1d(a.B * a.H),
+    packParams([
+      [rows, "u32"],
+      [H, "u32"],
+      [d, "u32"],
+      [dk, "u32"],
+      [slices, "u32"],
+      [4 * e, "u32"],
+      ...views.map((v) => [v.base, "u32"] as const),
+    ]),
+    grid1d(rows),
   );
 }

@@ -1,64 +1,135 @@
-// Kernels of one decode step (batch of NB ≤ 8 sequences, one token each), bandwidth-bound: each weight and
-// each state element is read once.
-//   GEMV: y[b, o] = Σ_i x[b, i] · W[o, i] (+ beta·y[b, o]) for W: [out, in] row-major. A workgroup takes 8
-//         output rows; 32 invocations per row stride through `in` (coalesced), then a 32-way reduction in
-//         workgroup memory. NB accumulators per invocation, unrolled.
-//   RECUR: the robust recurrence (spec §5.1) for one token: kv ← λ·kv + kᵀv, o = q·kv, per (b, h), with the
-//         fp32 state kv: [B, H, dk, dv]. A workgroup per (b, h); invocation (p, j) takes column j and the
-//         rows i ≡ p (mod P), P = 256 / dv; partial sums of o meet in workgroup memory.
+// Kernels of one decode step for a batch of NB ≤ 8 sequences, one token each (spec §5). Decoding is
+// bandwidth-bound: every weight is read once per step for all NB sequences, every state element once.
+//
+//   GEMV: y[b, o] = s_b · Σ_c W[o, c] · x_b[c] + beta · y[b, o]   for W: [out, in] row-major, where
+//         x_b[c] = a[b, c] (· bb[b, c] with PROD), and s_b = 1 or, with NORM, s_b = 1/sqrt(mean_c a[b, c]² + eps):
+//         SRMSNorm of `a` fused in (every workgroup recomputes the rstd from `a`, which stays in cache).
+//         The model uses it as   NORM          x → qkvu, x → [h1 | h2], x → logits
+//                                NORM + PROD   o, u → x += out_proj(u ⊙ SRMSNorm(o))   (beta = 1)
+//                                PROD          h1, h2 → x += l3(h1 ⊙ h2)               (beta = 1)
+//         A workgroup takes R output rows; LANES = 256 / R invocations per row stride through `in` (vec4
+//         loads with VEC), then the partial sums of each row meet in workgroup memory.
+//   RECUR: one token of the robust recurrence (spec §5.1) with the token mixer's input stage fused in:
+//         q, k = SiLU of the q, k columns of qkvu (then LRPE at the sequence's position: dk = 2d), v the v
+//         columns, and per (b, h): kv ← λ·kv + kᵀv, o = q·kv, with the fp32 state kv: [B, H, dk, d].
+//         A workgroup takes W columns of one (b, h): invocation (pi, jj) updates column jj for the rows
+//         i ≡ pi (mod 256 / W); the partial sums of o meet in workgroup memory. The position of the token
+//         is seq[b].len − 1 (seq.len counts the token being processed).
 
+#if GEMV
 struct Params {
-  rows: u32,   // GEMV: out; RECUR: B·H
-  cols: u32,   // GEMV: in;  RECUR: dk
-  heads: u32,  // RECUR: H; GEMV: row stride of y (all outputs)
-  dv: u32,     // RECUR: dv
+  rows: u32,     // output rows of this dispatch
+  cols: u32,     // in
+  y_stride: u32, // elements between two sequences' rows of y
+  a_stride: u32, // ... of a
+  b_stride: u32, // ... of bb
   base_a: u32,
   base_b: u32,
-  base_c: u32,
-  base_d: u32,
-  base_e: u32,
-  base_f: u32,
+  base_w: u32,
+  base_y: u32,
   beta: f32,
+  eps: f32,
 }
 @group(1) @binding(0) var<uniform> p: Params;
 
-#if GEMV
-const NB: u32 = {{NB}}u;
-@group(0) @binding(0) var<storage, read> x: array<f32>;         // x: [NB, in] f32
-@group(0) @binding(1) var<storage, read> w: array<f32>;         // w: [out, in] f32
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;   // y: [NB, stride] f32 (this piece: columns 0..rows)
-var<workgroup> part: array<f32, 2048>;                           // [NB][8 rows][32 lanes]
+const NB: u32 = {{NB}}u;       // sequences
+const R: u32 = {{R}}u;         // output rows per workgroup
+const LANES: u32 = {{LANES}}u; // invocations per row: 256 / R
+
+#if VEC
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;   // a: [NB, a_stride] f32, read as vec4
+@group(0) @binding(1) var<storage, read> bb: array<vec4<f32>>;  // bb: [NB, b_stride] f32 (PROD; else = a)
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;   // w: [out, in] f32
+#else
+@group(0) @binding(0) var<storage, read> a: array<f32>;         // a: [NB, a_stride] f32
+@group(0) @binding(1) var<storage, read> bb: array<f32>;        // bb: [NB, b_stride] f32 (PROD; else = a)
+@group(0) @binding(2) var<storage, read> w: array<f32>;         // w: [out, in] f32
+#endif
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;   // y: [NB, y_stride] f32 (columns 0..rows here)
+
+var<workgroup> part: array<f32, {{PART}}>;                        // [NB][256] partial sums
+
+#if VEC
+fn xin(b: u32, i: u32) -> vec4<f32> {
+#if PROD
+  return a[(p.base_a + b * p.a_stride) / 4u + i] * bb[(p.base_b + b * p.b_stride) / 4u + i];
+#else
+  return a[(p.base_a + b * p.a_stride) / 4u + i];
+#endif
+}
+#else
+fn xin(b: u32, i: u32) -> f32 {
+#if PROD
+  return a[p.base_a + b * p.a_stride + i] * bb[p.base_b + b * p.b_stride + i];
+#else
+  return a[p.base_a + b * p.a_stride + i];
+#endif
+}
+#endif
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row_in_wg = lid / 32u;
-  let lane = lid % 32u;
-  let o = (wg.y * nwg.x + wg.x) * 8u + row_in_wg;
+        @builtin(local_invocation_index) lid: u32
+#if SUBGROUPS
+        , @builtin(subgroup_size) sg_size: u32
+#endif
+) {
+#if !SUBGROUPS
+  let sg_size = 1u;
+#endif
+  let row_in = lid / LANES;
+  let lane = lid % LANES;
+  let o = (wg.y * nwg.x + wg.x) * R + row_in;
+  var scale: array<f32, NB>;
+  for (var b = 0u; b < NB; b++) { scale[b] = 1.0; }
+#if NORM
+  for (var b = 0u; b < NB; b++) {
+    var ss = 0.0;
+#if VEC
+    let a0 = (p.base_a + b * p.a_stride) / 4u;
+    for (var i = lid; i < p.cols / 4u; i += 256u) {
+      let v = a[a0 + i];
+      ss += dot(v, v);
+    }
+#else
+    let a0 = p.base_a + b * p.a_stride;
+    for (var i = lid; i < p.cols; i += 256u) {
+      let v = a[a0 + i];
+      ss = fma(v, v, ss);
+    }
+#endif
+    scale[b] = inverseSqrt(wg_sum(ss, lid, sg_size) / f32(p.cols) + p.eps);
+  }
+#endif
   var acc: array<f32, NB>;
   for (var b = 0u; b < NB; b++) { acc[b] = 0.0; }
   if (o < p.rows) {
-    let wrow = p.base_b + o * p.cols;
-    for (var i = lane; i < p.cols; i += 32u) {
+#if VEC
+    let wrow = (p.base_w + o * p.cols) / 4u;
+    for (var i = lane; i < p.cols / 4u; i += LANES) {
       let wv = w[wrow + i];
-      for (var b = 0u; b < NB; b++) { acc[b] = fma(wv, x[p.base_a + b * p.cols + i], acc[b]); }
+      for (var b = 0u; b < NB; b++) { acc[b] += dot(wv, xin(b, i)); }
     }
+#else
+    let wrow = p.base_w + o * p.cols;
+    for (var i = lane; i < p.cols; i += LANES) {
+      let wv = w[wrow + i];
+      for (var b = 0u; b < NB; b++) { acc[b] = fma(wv, xin(b, i), acc[b]); }
+    }
+#endif
   }
-  for (var b = 0u; b < NB; b++) { part[(b * 8u + row_in_wg) * 32u + lane] = acc[b]; }
+  for (var b = 0u; b < NB; b++) { part[b * 256u + lid] = acc[b]; }
   workgroupBarrier();
-  for (var s = 16u; s > 0u; s >>= 1u) {
+  for (var s = LANES / 2u; s > 0u; s >>= 1u) {
     if (lane < s) {
-      for (var b = 0u; b < NB; b++) {
-        let k = (b * 8u + row_in_wg) * 32u + lane;
-        part[k] += part[k + s];
-      }
+      for (var b = 0u; b < NB; b++) { part[b * 256u + lid] += part[b * 256u + lid + s]; }
     }
     workgroupBarrier();
   }
   if (lane == 0u && o < p.rows) {
     for (var b = 0u; b < NB; b++) {
-      var v = part[(b * 8u + row_in_wg) * 32u];
-      let yi = p.base_c + b * p.heads + o;
+      let yi = p.base_y + b * p.y_stride + o;
+      var v = part[b * 256u + lid] * scale[b];
       if (p.beta != 0.0) { v = fma(p.beta, y[yi], v); }
       y[yi] = v;
     }
@@ -67,39 +138,96 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #endif
 
 #if RECUR
-@group(0) @binding(0) var<storage, read> q: array<f32>;          // q: [B, H, dk] f32 (this token)
-@group(0) @binding(1) var<storage, read> k: array<f32>;          // k: [B, H, dk] f32
-@group(0) @binding(2) var<storage, read> v: array<f32>;          // v: [B, H, dv] f32
-@group(0) @binding(3) var<storage, read> decay: array<f32>;      // decay: [H] f32, λ = e^−s per head
-@group(0) @binding(4) var<storage, read_write> kv: array<f32>;   // kv: [B, H, dk, dv] f32 state
-@group(0) @binding(5) var<storage, read_write> o: array<f32>;    // o: [B, H, dv] f32
+struct Params {
+  rows: u32,         // workgroups: B · H · slices
+  heads: u32,        // H
+  d: u32,            // head dim (of v, o, and of q, k before LRPE)
+  dk: u32,           // d, or 2d with LRPE
+  slices: u32,       // column slices per head: ⌈d / W⌉
+  qkvu_stride: u32,  // elements between two sequences' rows of qkvu (4E)
+  base_qkvu: u32,
+  base_theta: u32,
+  base_seq: u32,
+  base_decay: u32,
+  base_kv: u32,
+  base_o: u32,
+}
+@group(1) @binding(0) var<uniform> p: Params;
+
+const W: u32 = {{W}}u;     // columns per workgroup (a power of two ≤ 256)
+const P: u32 = 256u / W;   // row groups
+
+@group(0) @binding(0) var<storage, read> qkvu: array<f32>;        // qkvu: [B, qkvu_stride] f32 (q | k | v | u)
+@group(0) @binding(1) var<storage, read> theta: array<f32>;       // theta: [H, d] f32 (unused without LRPE)
+@group(0) @binding(2) var<storage, read> seq: array<u32>;         // seq: [B, 4] u32, seq[b, 0] = len
+@group(0) @binding(3) var<storage, read> decay: array<f32>;       // decay: [H] f32, λ = fl(e^−s) per head
+@group(0) @binding(4) var<storage, read_write> kv: array<f32>;    // kv: [B, H, dk, d] f32 state
+@group(0) @binding(5) var<storage, read_write> o: array<f32>;     // o: [B, H, d] f32
+
+var<workgroup> qs: array<f32, 512>;   // q̃ of the head [dk]
+var<workgroup> ks: array<f32, 512>;   // k̃ of the head [dk]
+var<workgroup> vs: array<f32, W>;     // v of the workgroup's columns
 var<workgroup> part: array<f32, 256>;
+
+fn sigmoid(x: f32) -> f32 {
+  return 1.0 / (1.0 + exp(-x));
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let bh = wg.y * nwg.x + wg.x;
-  if (bh >= p.rows) { return; }
-  let parts = max(1u, 256u / p.dv);
-  let j = lid % p.dv;
-  let pi = lid / p.dv;
-  let lambda = decay[p.base_d + bh % p.heads];
+  let wid = wg.y * nwg.x + wg.x;
+  if (wid >= p.rows) { return; }
+  let slice = wid % p.slices;
+  let bh = wid / p.slices;
+  let h = bh % p.heads;
+  let b = bh / p.heads;
+  let big_e = p.heads * p.d;
+  let row = p.base_qkvu + b * p.qkvu_stride;
+  for (var j = lid; j < p.d; j += 256u) {
+    let qr = qkvu[row + h * p.d + j];
+    let kr = qkvu[row + big_e + h * p.d + j];
+    let sq = qr * sigmoid(qr);
+    let sk = kr * sigmoid(kr);
+#if LRPE
+    let pos = seq[p.base_seq + b * 4u] - 1u;
+    let sc = sincos(theta[p.base_theta + h * p.d + j] * f32(pos));
+    qs[j] = sq * sc.y;
+    qs[p.d + j] = sq * sc.x;
+    ks[j] = sk * sc.y;
+    ks[p.d + j] = sk * sc.x;
+#else
+    qs[j] = sq;
+    ks[j] = sk;
+#endif
+  }
+  let c0 = slice * W;
+  if (lid < W) {
+    var vv = 0.0;
+    if (c0 + lid < p.d) { vv = qkvu[row + 2u * big_e + h * p.d + c0 + lid]; }
+    vs[lid] = vv;
+  }
+  workgroupBarrier();
+  let jj = lid % W;
+  let pi = lid / W;
+  let j = c0 + jj;
+  let lambda = decay[p.base_decay + h];
   var acc = 0.0;
-  if (pi < parts && j < p.dv) {
-    let vj = v[p.base_c + bh * p.dv + j];
-    for (var i = pi; i < p.cols; i += parts) {
-      let idx = p.base_e + (bh * p.cols + i) * p.dv + j;
-      let s = fma(lambda, kv[idx], k[p.base_b + bh * p.cols + i] * vj);
+  if (j < p.d) {
+    let vj = vs[jj];
+    for (var i = pi; i < p.dk; i += P) {
+      let idx = p.base_kv + (bh * p.dk + i) * p.d + j;
+      let s = fma(lambda, kv[idx], ks[i] * vj);
       kv[idx] = s;
-      acc = fma(q[p.base_a + bh * p.cols + i], s, acc);
+      acc = fma(qs[i], s, acc);
     }
   }
   part[lid] = acc;
   workgroupBarrier();
-  if (lid < p.dv) {
+  if (lid < W && c0 + lid < p.d) {
     var total = 0.0;
-    for (var t = 0u; t < parts; t++) { total += part[t * p.dv + lid]; }
-    o[p.base_f + bh * p.dv + lid] = total;
+    for (var r = 0u; r < P; r++) { total += part[r * W + lid]; }
+    o[p.base_o + bh * p.d + c0 + lid] = total;
   }
 }
 #endif

@@ -8,6 +8,7 @@ import type { Tensor } from "../core/tensor.ts";
 import { SRMS_EPS } from "./srmsnorm.ts";
 import { cachedDef, forChunks, grid1d, packParams, preprocess, withReduceLib } from "./wgsl.ts";
 import prepSource from "./qkv_prep.wgsl" with { type: "text" };
+import lrpeLib from "./lrpe_lib.wgsl" with { type: "text" };
 import gateSource from "./norm_gate.wgsl" with { type: "text" };
 
 export interface MixerShape {
@@ -24,7 +25,7 @@ export interface MixerShape {
 const prepDef = (fwd: boolean, lrpe: boolean) =>
   cachedDef(`qkv_prep/${fwd}/${lrpe}`, () => ({
     name: `qkv-prep-${fwd ? "fwd" : "bwd"}${lrpe ? "-lrpe" : ""}`,
-    code: preprocess("qkv_prep", prepSource, { FWD: fwd, LRPE: lrpe }),
+    code: lrpeLib + "\n" + preprocess("qkv_prep", prepSource, { FWD: fwd, LRPE: lrpe }),
     bindings: fwd
       ? ["read", "read", "rw", "rw", "rw"]
       : lrpe

@@ -70,7 +70,6 @@ Deno.test("subcommands still to come say so and exit 7, none pretends", async ()
   for (
     const args of [
       ["eval", "--model", "x", "a.txt"],
-      ["generate", "--model", "x", "hello"],
     ]
   ) {
     const r = await tnl(args);

@@ -1,0 +1,146 @@
+// Dispatcher of the sampling kernel (sample.wgsl): repeat penalty, temperature, top-k, top-p, min-p and a
+// seeded counter-based draw for a batch of sequences, one workgroup each, writing the token where the next
+// decode step reads it. Nothing is read back here.
+
+import { TnlError } from "../core/errors.ts";
+import type { Step } from "../core/gpu.ts";
+import type { Tensor } from "../core/tensor.ts";
+import { cachedDef, grid1d, packParams, withReduceLib } from "./wgsl.ts";
+import source from "./sample.wgsl" with { type: "text" };
+
+/** Longest repeat-penalty window (repeat_last_n) the kernel takes. */
+export const SAMPLER_MAX_WINDOW = 1024;
+/** Top-k candidates the top-p search gathers in workgroup memory (more: it sums over the vocabulary). */
+export const SAMPLER_GATHER = 512;
+/** The token written where no token could be drawn (non-finite logits, or every token banned). */
+export const NO_TOKEN = 0xffffffff;
+
+export interface SamplerSettings {
+  /** 0 = greedy (argmax, lowest id on ties) */
+  temp: number;
+  /** 0 = off */
+  topK: number;
+  /** (0, 1]; 1 = off */
+  topP: number;
+  /** [0, 1]; 0 = off */
+  minP: number;
+  /** > 0; 1 = off */
+  repeatPenalty: number;
+  /** tokens before the drawn position that the penalty looks at, ≤ SAMPLER_MAX_WINDOW */
+  repeatLastN: number;
+  /** u32 */
+  seed: number;
+  /** a token that is never drawn (e.g. EOS with --ignore-eos), or null */
+  banned: number | null;
+  /** write each token's log-probability under the raw logits */
+  logprobs: boolean;
+}
+
+export interface SamplerBuffers {
+  /** [nseq, V] f32 (penalized in place) */
+  logits: Tensor;
+  /** [nseq, histW] u32: the token at position i lives in slot i mod histW */
+  hist: Tensor;
+  /** [nseq, 4] u32: len (tokens so far: the drawn token gets position len), stream id, 0, 0 */
+  seq: Tensor;
+  /** [nseq] u32: the drawn token (the next step's input) */
+  cur: Tensor;
+  /** [rows, nseq, 2] u32: per step, token and the f32 bits of its log-probability */
+  out: Tensor;
+  /** [nseq, 4] f32: smallest kept logit, kept mass, kept count, u */
+  info: Tensor;
+  nseq: number;
+  vocab: number;
+  histW: number;
+}
+
+const def = (subgroups: boolean) =>
+  cachedDef(`sample/${subgroups}`, () => ({
+    name: "sample",
+    code: withReduceLib("sample", source, { SUBGROUPS: subgroups }),
+    bindings: ["rw", "rw", "rw", "rw", "rw", "rw"],
+    paramBytes: 19 * 4,
+  }));
+
+/** Loop iterations of the busiest invocation (llvmpipe leaves loops after Gpu.loopLimit). */
+export function samplerIterations(vocab: number, window: number): number {
+  const per = Math.ceil(vocab / 256);
+  return 2 * per + 64 + Math.ceil(window / 256) * window + per + 8 + 4 * (per + 257) +
+    (2 * per + 256 + 33 * Math.max(per, 2) + 33 * 40) + 2 * per + 512;
+}
+
+/** Checks settings a user can get wrong (the CLI checks them first with its own flag names). */
+export function checkSamplerSettings(s: SamplerSettings, vocab: number): void {
+  const bad = (m: string) => {
+    throw new TnlError("internal", `sampler: ${m}`);
+  };
+  if (!(s.temp >= 0) || !Number.isFinite(s.temp)) bad(`temp ${s.temp}`);
+  if (!Number.isInteger(s.topK) || s.topK < 0) bad(`top-k ${s.topK}`);
+  if (!(s.topP > 0 && s.topP <= 1)) bad(`top-p ${s.topP}`);
+  if (!(s.minP >= 0 && s.minP <= 1)) bad(`min-p ${s.minP}`);
+  if (!(s.repeatPenalty > 0) || !Number.isFinite(s.repeatPenalty)) bad(`repeat penalty ${s.repeatPenalty}`);
+  if (!Number.isInteger(s.repeatLastN) || s.repeatLastN < 0 || s.repeatLastN > SAMPLER_MAX_WINDOW) {
+    bad(`repeat window ${s.repeatLastN}`);
+  }
+  if (!Number.isInteger(s.seed) || s.seed < 0 || s.seed > 0xffffffff) bad(`seed ${s.seed}`);
+  if (s.banned !== null && (!Number.isInteger(s.banned) || s.banned < 0 || s.banned >= vocab)) {
+    bad(`banned token ${s.banned}`);
+  }
+}
+
+/** Draws one token per sequence into row `outRow` of b.out (and b.cur, b.hist; b.seq's len advances). */
+export function sampleTokens(step: Step, b: SamplerBuffers, s: SamplerSettings, outRow: number): void {
+  checkSamplerSettings(s, b.vocab);
+  const { nseq, vocab, histW } = b;
+  if (s.repeatLastN > histW) {
+    throw new TnlError("internal", `sampler: window ${s.repeatLastN} > ring ${histW}`);
+  }
+  const iterations = samplerIterations(vocab, s.repeatLastN);
+  if (iterations > step.gpu.loopLimit) {
+    throw new TnlError(
+      "gpu",
+      `sampling over a vocabulary of ${vocab} needs ${iterations} loop iterations per invocation; this adapter ` +
+        `stops loops after ${step.gpu.loopLimit}`,
+    );
+  }
+  const sizes: [Tensor, number, string][] = [
+    [b.logits, nseq * vocab, "logits"],
+    [b.hist, nseq * histW, "hist"],
+    [b.seq, nseq * 4, "seq"],
+    [b.cur, nseq, "cur"],
+    [b.out, (outRow + 1) * nseq * 2, "out"],
+    [b.info, nseq * 4, "info"],
+  ];
+  for (const [t, n, what] of sizes) {
+    if (t.size < n) throw new TnlError("internal", `sampler: ${what} '${t.label}' holds ${t.size} < ${n}`);
+  }
+  const views = [
+    b.logits.view(0, nseq * vocab),
+    b.hist.view(0, nseq * histW),
+    b.seq.view(0, nseq * 4),
+    b.cur.view(0, nseq),
+    b.out.view(0, (outRow + 1) * nseq * 2),
+    b.info.view(0, nseq * 4),
+  ];
+  step.dispatch(
+    step.gpu.kernel(def(step.gpu.features.subgroups)),
+    views,
+    packParams([
+      [vocab, "u32"],
+      [nseq, "u32"],
+      [histW, "u32"],
+      [s.repeatLastN, "u32"],
+      [outRow, "u32"],
+      [s.topK, "u32"],
+      [s.banned ?? 0xffffffff, "u32"],
+      [s.seed, "u32"],
+      [s.logprobs ? 1 : 0, "u32"],
+      ...views.map((v) => [v.base, "u32"] as const),
+      [s.temp, "f32"],
+      [s.topP, "f32"],
+      [s.minP, "f32"],
+      [s.repeatPenalty, "f32"],
+    ]),
+    grid1d(nseq),
+  );
+}

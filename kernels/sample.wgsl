@@ -1,0 +1,396 @@
+// Token sampling on the GPU, one 256-invocation workgroup per sequence, so the next token id never leaves
+// the GPU. For the sequence's logits [V] (rewritten in place) and its counters seq = (len, stream):
+//   1. (LOGPROBS) log-sum-exp of the raw logits, for the chosen token's log-probability under the model;
+//   2. repeat penalty over the distinct tokens of the last `window` positions (llama.cpp's rule: a
+//      positive logit is divided by the penalty, a negative one multiplied), then the banned token → −∞;
+//   3. temp = 0: argmax, the lowest id on ties. Otherwise, with m_i = exp((l_i − max)/temp):
+//   4. top-k: the k-th largest logit by a radix select on the order-preserving u32 keys of the floats
+//      (4 rounds of 8-bit histograms); ties at the k-th value are all kept;
+//   5. top-p: the largest key threshold τ whose kept mass Σ_{key ≥ τ} m is still ≥ top_p × the top-k mass,
+//      found bit by bit (32 rounds of a mass sum) over the top-k candidates, gathered in workgroup memory
+//      when there are at most CAP of them;
+//   6. min-p: keep m_i ≥ min_p (p_i ≥ min_p·p_max);
+//   7. the draw: u = hash(seed, stream, position) ∈ [0, 1), the first kept token in the fixed order
+//      (id mod 256, id) whose cumulative mass exceeds u × the kept mass (inverse CDF).
+// Invocation t owns the ids t, t + 256, ...: every pass is a coalesced strided loop and every sum has a
+// fixed order, so the same seed gives the same tokens on a device. The chosen token goes to cur (the next
+// step's input), the history ring, and row out_row of out (with its log-probability); len advances.
+
+struct Params {
+  vocab: u32,
+  nseq: u32,      // sequences (the stride of out's rows)
+  hist_w: u32,    // slots of the history ring per sequence
+  window: u32,    // repeat_last_n (≤ hist_w)
+  out_row: u32,   // row of out this step writes
+  top_k: u32,     // 0 = off
+  banned: u32,    // a token never drawn (--ignore-eos), ≥ vocab = none
+  seed: u32,
+  flags: u32,     // bit 0: log-probabilities
+  base_logits: u32,
+  base_hist: u32,
+  base_seq: u32,
+  base_cur: u32,
+  base_out: u32,
+  base_info: u32,
+  temp: f32,      // 0 = greedy
+  top_p: f32,     // 1 = off
+  min_p: f32,     // 0 = off
+  penalty: f32,   // 1 = off
+}
+@group(1) @binding(0) var<uniform> p: Params;
+
+@group(0) @binding(0) var<storage, read_write> logits: array<f32>; // logits: [nseq, V] f32 (penalized in place)
+@group(0) @binding(1) var<storage, read_write> hist: array<u32>;   // hist: [nseq, hist_w] u32, token of position i at i mod hist_w
+@group(0) @binding(2) var<storage, read_write> seq: array<u32>;    // seq: [nseq, 4] u32: len, stream, 0, 0
+@group(0) @binding(3) var<storage, read_write> cur: array<u32>;    // cur: [nseq] u32, the next step's input token
+@group(0) @binding(4) var<storage, read_write> out: array<u32>;    // out: [rows, nseq, 2] u32: token, bits of its logprob
+@group(0) @binding(5) var<storage, read_write> info: array<f32>;   // info: [nseq, 4] f32: smallest kept logit, kept mass, kept count, u
+
+const NT: u32 = 256u;
+const CAP: u32 = 512u;       // top-k candidates gathered in workgroup memory for the top-p search
+const PMAX: u32 = 1024u;     // longest repeat-penalty window
+const NONE: u32 = 0xffffffffu;
+
+var<workgroup> mv: array<f32, 256>;           // per-invocation values (argmax, partial masses)
+var<workgroup> mi: array<u32, 256>;           // per-invocation ids / counts
+var<workgroup> bins: array<atomic<u32>, 256>;
+var<workgroup> cand_key: array<u32, CAP>;
+var<workgroup> cand_m: array<f32, CAP>;
+var<workgroup> pen_raw: array<f32, PMAX>;     // raw logit of a penalized token, at its first window entry
+var<workgroup> counter: atomic<u32>;
+var<workgroup> shared_u: vec4<u32>;
+var<workgroup> shared_f: vec4<f32>;
+
+fn neg_inf() -> f32 {
+  return bitcast<f32>(0xff800000u);
+}
+
+// Order-preserving map of floats to u32: larger key ⇔ larger float.
+fn key_of(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn mix32(x: u32) -> u32 {
+  var h = x;
+  h ^= h >> 16u;
+  h *= 0x7feb352du;
+  h ^= h >> 15u;
+  h *= 0x846ca68bu;
+  h ^= h >> 16u;
+  return h;
+}
+
+// u ∈ [0, 1) with 24 random bits from (seed, stream, position); mirrored by samplerUniform in sample_ref.ts.
+fn uniform01(seed: u32, stream: u32, pos: u32) -> f32 {
+  let h = mix32(mix32(mix32(seed ^ 0x9e3779b9u) ^ stream) ^ pos);
+  return f32(h >> 8u) * (1.0 / 16777216.0);
+}
+
+fn mass(l: f32, mx: f32, inv_t: f32) -> f32 {
+  return exp((l - mx) * inv_t);
+}
+
+// Kept mass Σ m over keys ≥ tau: over the gathered candidates (n of them), or over the whole vocabulary.
+fn mass_above(tau: u32, tk: u32, gathered: bool, n: u32, lb: u32, mx: f32, inv_t: f32, lid: u32,
+              sg_size: u32) -> f32 {
+  var s = 0.0;
+  if (gathered) {
+    for (var i = lid; i < n; i += NT) {
+      if (cand_key[i] >= tau) { s += cand_m[i]; }
+    }
+  } else {
+    let t = max(tau, tk);
+    for (var i = lid; i < p.vocab; i += NT) {
+      let l = logits[lb + i];
+      if (key_of(l) >= t) { s += mass(l, mx, inv_t); }
+    }
+  }
+  return wg_sum(s, lid, sg_size);
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32
+#if SUBGROUPS
+        , @builtin(subgroup_size) sg_size: u32
+#endif
+) {
+#if !SUBGROUPS
+  let sg_size = 1u;
+#endif
+  let sq = wg.y * nwg.x + wg.x;
+  if (sq >= p.nseq) { return; }
+  let V = p.vocab;
+  let lb = p.base_logits + sq * V;
+  let hb = p.base_hist + sq * p.hist_w;
+  let len = seq[p.base_seq + sq * 4u];
+  let stream = seq[p.base_seq + sq * 4u + 1u];
+
+  // 1. log-sum-exp of the raw logits
+  var raw_lse = 0.0;
+  if ((p.flags & 1u) != 0u) {
+    var m = neg_inf();
+    for (var i = lid; i < V; i += NT) { m = max(m, logits[lb + i]); }
+    let gm = wg_max(m, lid, sg_size);
+    var s = 0.0;
+    for (var i = lid; i < V; i += NT) { s += exp(logits[lb + i] - gm); }
+    raw_lse = gm + log(wg_sum(s, lid, sg_size));
+  }
+
+  // 2. repeat penalty over the distinct tokens of the window, then the ban
+  let wl = min(p.window, len);
+  if (p.penalty != 1.0) {
+    for (var i = lid; i < wl; i += NT) {
+      let t = hist[hb + (len - wl + i) % p.hist_w];
+      var first = t < V;
+      for (var j = 0u; j < i; j++) {
+        if (hist[hb + (len - wl + j) % p.hist_w] == t) {
+          first = false;
+          break;
+        }
+      }
+      if (first) {
+        let raw = logits[lb + t];
+        pen_raw[i] = raw;
+        logits[lb + t] = select(raw * p.penalty, raw / p.penalty, raw > 0.0);
+      }
+    }
+  }
+  storageBarrier();
+  workgroupBarrier();
+  if (lid == 0u && p.banned < V) { logits[lb + p.banned] = neg_inf(); }
+  storageBarrier();
+  workgroupBarrier();
+
+  // 3. max and argmax (lowest id on ties); NaN or +inf anywhere is an error
+  var bm = neg_inf();
+  var bi = NONE;
+  var bad = 0u;
+  for (var i = lid; i < V; i += NT) {
+    let l = logits[lb + i];
+    let bits = bitcast<u32>(l) & 0x7fffffffu;
+    if (bits > 0x7f800000u || bitcast<u32>(l) == 0x7f800000u) { bad = 1u; }
+    if (l > bm) {
+      bm = l;
+      bi = i;
+    }
+  }
+  if (lid == 0u) { atomicStore(&counter, 0u); }
+  workgroupBarrier();
+  if (bad != 0u) { atomicAdd(&counter, 1u); }
+  mv[lid] = bm;
+  mi[lid] = bi;
+  workgroupBarrier();
+  for (var s = NT / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      let ov = mv[lid + s];
+      let oi = mi[lid + s];
+      if (ov > mv[lid] || (ov == mv[lid] && oi < mi[lid])) {
+        mv[lid] = ov;
+        mi[lid] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    var flag = 0u;
+    if (atomicLoad(&counter) != 0u || mi[0] == NONE) { flag = 1u; }
+    shared_u = vec4<u32>(mi[0], flag, 0u, 0u);
+    shared_f = vec4<f32>(mv[0], 0.0, 0.0, 0.0);
+  }
+  let top = workgroupUniformLoad(&shared_u);
+  let mx = workgroupUniformLoad(&shared_f).x;
+  var chosen = top.x;
+  var threshold = mx;
+  var kept_mass = 1.0;
+  var kept_count = 1.0;
+  var u = 0.0;
+  if (top.y != 0u) {
+    chosen = NONE;
+  } else if (p.temp > 0.0) {
+    let inv_t = 1.0 / p.temp;
+    // 4. top-k threshold by radix select
+    var tk = 0u;
+    if (p.top_k > 0u && p.top_k < V) {
+      var prefix = 0u;
+      var mask = 0u;
+      var remaining = p.top_k;
+      for (var round = 0u; round < 4u; round++) {
+        let shift = 24u - 8u * round;
+        atomicStore(&bins[lid], 0u);
+        workgroupBarrier();
+        for (var i = lid; i < V; i += NT) {
+          let key = key_of(logits[lb + i]);
+          if ((key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
+        }
+        workgroupBarrier();
+        if (lid == 0u) {
+          var cum = 0u;
+          var d = 255u;
+          loop {
+            let c = atomicLoad(&bins[d]);
+            if (cum + c >= remaining || d == 0u) { break; }
+            cum += c;
+            d -= 1u;
+          }
+          shared_u = vec4<u32>(d, remaining - cum, 0u, 0u);
+        }
+        let sel = workgroupUniformLoad(&shared_u);
+        prefix |= sel.x << shift;
+        mask |= 0xffu << shift;
+        remaining = sel.y;
+      }
+      tk = prefix;
+    }
+    // 5. top-p threshold; the top-k candidates are gathered first when few
+    var tp = tk;
+    if (p.top_p < 1.0) {
+      var own = 0u;
+      for (var i = lid; i < V; i += NT) {
+        if (key_of(logits[lb + i]) >= tk) { own += 1u; }
+      }
+      mi[lid] = own;
+      workgroupBarrier();
+      if (lid == 0u) {
+        var total = 0u;
+        for (var t = 0u; t < NT; t++) {
+          let c = mi[t];
+          mi[t] = total;
+          total += c;
+        }
+        shared_u = vec4<u32>(total, 0u, 0u, 0u);
+      }
+      let n = workgroupUniformLoad(&shared_u).x;
+      let gathered = n <= CAP;
+      if (gathered) {
+        var at = mi[lid];
+        for (var i = lid; i < V; i += NT) {
+          let l = logits[lb + i];
+          let key = key_of(l);
+          if (key >= tk) {
+            cand_key[at] = key;
+            cand_m[at] = mass(l, mx, inv_t);
+            at += 1u;
+          }
+        }
+      }
+      workgroupBarrier();
+      let goal = p.top_p * mass_above(tk, tk, gathered, n, lb, mx, inv_t, lid, sg_size);
+      var tau = 0u;
+      for (var bit = 31i; bit >= 0i; bit--) {
+        let c = tau | (1u << u32(bit));
+        if (mass_above(c, tk, gathered, n, lb, mx, inv_t, lid, sg_size) >= goal) { tau = c; }
+      }
+      tp = max(tau, tk);
+    }
+    // 6, 7. min-p, then the draw by inverse CDF in the order (id mod 256, id)
+    var part = 0.0;
+    var count = 0u;
+    var smallest = mx;
+    for (var i = lid; i < V; i += NT) {
+      let l = logits[lb + i];
+      let m = mass(l, mx, inv_t);
+      if (key_of(l) >= tp && m >= p.min_p) {
+        part += m;
+        count += 1u;
+        smallest = min(smallest, l);
+      }
+    }
+    mv[lid] = part;
+    mi[lid] = count;
+    cand_m[lid] = smallest;
+    u = uniform01(p.seed, stream, len);
+    workgroupBarrier();
+    if (lid == 0u) {
+      var z = 0.0;
+      var n = 0u;
+      var low = mx;
+      for (var t = 0u; t < NT; t++) {
+        z += mv[t];
+        n += mi[t];
+        low = min(low, cand_m[t]);
+      }
+      let goal = u * z;
+      var cum = 0.0;
+      var owner = NONE;
+      var last = NONE;
+      var before = 0.0;
+      for (var t = 0u; t < NT; t++) {
+        let s = mv[t];
+        if (s > 0.0) {
+          last = t;
+          if (owner == NONE && cum + s > goal) {
+            owner = t;
+            before = cum;
+          }
+        }
+        cum += s;
+      }
+      if (owner == NONE) {
+        owner = last;
+        before = cum - mv[last];
+      }
+      shared_u = vec4<u32>(owner, n, 0u, 0u);
+      shared_f = vec4<f32>(before, goal, z, low);
+    }
+    let pick = workgroupUniformLoad(&shared_u);
+    let pf = workgroupUniformLoad(&shared_f);
+    workgroupBarrier(); // every invocation has read shared_u before the owner rewrites it
+    kept_mass = pf.z;
+    threshold = pf.w;
+    kept_count = f32(pick.y);
+    if (lid == pick.x) {
+      var c = pf.x;
+      var found = NONE;
+      var last = NONE;
+      for (var i = lid; i < V; i += NT) {
+        let l = logits[lb + i];
+        let m = mass(l, mx, inv_t);
+        if (key_of(l) >= tp && m >= p.min_p && m > 0.0) {
+          last = i;
+          c += m;
+          if (c > pf.y) {
+            found = i;
+            break;
+          }
+        }
+      }
+      if (found == NONE) { found = last; }
+      shared_u = vec4<u32>(found, 0u, 0u, 0u);
+    }
+    chosen = workgroupUniformLoad(&shared_u).x;
+  }
+
+  // the chosen token's raw logit (penalized tokens kept theirs at their first window entry)
+  if (lid == 0u) { atomicStore(&counter, NONE); }
+  workgroupBarrier();
+  if (p.penalty != 1.0 && chosen != NONE) {
+    for (var i = lid; i < wl; i += NT) {
+      if (hist[hb + (len - wl + i) % p.hist_w] == chosen) { atomicMin(&counter, i); }
+    }
+  }
+  workgroupBarrier();
+  if (lid == 0u) {
+    var token = chosen;
+    var lp = 0.0;
+    if (chosen != NONE) {
+      let first = atomicLoad(&counter);
+      var raw = 0.0;
+      if (first != NONE) { raw = pen_raw[first]; } else { raw = logits[lb + chosen]; }
+      lp = raw - raw_lse;
+    }
+    let o = p.base_out + (p.out_row * p.nseq + sq) * 2u;
+    out[o] = token;
+    out[o + 1u] = bitcast<u32>(lp);
+    if (token == NONE) { token = 0u; }
+    cur[p.base_cur + sq] = token;
+    hist[hb + len % p.hist_w] = token;
+    seq[p.base_seq + sq * 4u] = len + 1u;
+    let fi = p.base_info + sq * 4u;
+    info[fi] = threshold;
+    info[fi + 1u] = kept_mass;
+    info[fi + 2u] = kept_count;
+    info[fi + 3u] = u;
+  }
+}
