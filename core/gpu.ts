@@ -25,6 +25,8 @@ export interface GpuOptions {
   gpu?: Pick<GPU, "requestAdapter">;
   /** Lower the storage-binding limit tnl plans with (tests use it to exercise slicing). */
   maxBindingBytes?: number;
+  /** Override the loop-iteration limit tnl plans with (tests check both the limited and the unlimited paths). */
+  loopLimit?: number;
 }
 
 export interface AdapterFacts {
@@ -154,6 +156,7 @@ export class Gpu {
     features: Record<OptionalFeature, boolean>,
     featureNotes: Partial<Record<OptionalFeature, string>>,
     maxBindingBytes?: number,
+    loopLimit?: number,
   ) {
     this.device = device;
     this.adapter = adapter;
@@ -164,7 +167,7 @@ export class Gpu {
     this.limits = lim;
     const deviceMax = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
     this.maxBindingBytes = Math.floor(Math.min(deviceMax, maxBindingBytes ?? Infinity) / 4) * 4;
-    this.loopLimit = /llvmpipe/i.test(adapter.description) ? 65535 : Infinity;
+    this.loopLimit = loopLimit ?? (/llvmpipe/i.test(adapter.description) ? 65535 : Infinity);
     device.addEventListener("uncapturederror", (ev) => {
       const err = (ev as GPUUncapturedErrorEvent).error;
       this.#record(new TnlError("gpu", `GPU error: ${squash(err.message)}`));
@@ -799,7 +802,7 @@ export async function openGpu(options: GpuOptions = {}): Promise<Gpu> {
     OptionalFeature,
     boolean
   >;
-  const gpu = new Gpu(device, facts, features, notes, options.maxBindingBytes);
+  const gpu = new Gpu(device, facts, features, notes, options.maxBindingBytes, options.loopLimit);
   if (features.subgroups && !(await subgroupsAreLinear(gpu))) {
     features.subgroups = false;
     notes.subgroups = "off: subgroups are not consecutive runs of local_invocation_index on this device";

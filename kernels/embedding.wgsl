@@ -57,7 +57,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let g0 = starts[p.base_c + r];
   let g1 = starts[p.base_c + r + 1u];
   let s0 = min(g0 + p.skip, g1);
-  let s1 = min(s0 + p.cap, g1);
+  let s1 = s0 + min(p.cap, g1 - s0); // no overflow when cap is "unbounded" (0xffffffff)
   let dst = p.base_e + (tokens[p.base_b + r] - p.vstart) * p.d;
   for (var c = lid; c < p.d; c += 256u) {
     var acc = 0.0;

@@ -281,6 +281,10 @@ export const matmulBenchCases: BenchCase[] = [{
       { op: "nt", m: 8192, n: 4096, k: 1024 }, // x·Wᵀ, qkvu projection
       { op: "nn", m: 8192, n: 1024, k: 2816 }, // dX = dY·W, SGLU l3
       { op: "tn", m: 2816, n: 1024, k: 8192 }, // dW = dYᵀ·X
+      // the double-buffered form at the same shapes
+      { op: "nn", m: 4096, n: 4096, k: 4096, form: "db" },
+      { op: "nt", m: 8192, n: 4096, k: 1024, form: "db" },
+      { op: "tn", m: 2816, n: 1024, k: 8192, form: "db" },
     ],
   setup(gpu, shape) {
     const m = Number(shape.m), n = Number(shape.n), k = Number(shape.k);

@@ -89,6 +89,15 @@ Deno.test(
   },
 );
 
+Deno.test("embedding backward where the device has no loop limit (as on real GPUs)", gpuTest, async () => {
+  const gpu = await openGpu({ loopLimit: Infinity });
+  try {
+    await checkEmbedding(gpu, 300, 50, 64, 0, new Rng(47));
+  } finally {
+    gpu.close();
+  }
+});
+
 Deno.test("embedding ids outside the vocabulary are refused naming the position", () => {
   assert.throws(
     () => embeddingBuckets([1, 2, 9], 5, 0),
