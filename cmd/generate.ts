@@ -63,13 +63,33 @@ function parsePromptIds(text: string, vocab: number): number[] {
   });
 }
 
-async function readText(path: string): Promise<string> {
+/** A prompt file's bytes, exactly: a byte-level tokenizer keeps invalid UTF-8 as its bytes. */
+async function readPromptBytes(path: string): Promise<Uint8Array> {
   try {
-    if (path === "-") return await new Response(Deno.stdin.readable).text();
-    return await Deno.readTextFile(path);
+    if (path === "-") return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+    const st = await Deno.stat(path);
+    if (st.isDirectory) {
+      throw new TnlError("io", `cannot read ${path}: is a directory, expected a prompt file`);
+    }
+    return await Deno.readFile(path);
   } catch (e) {
+    if (e instanceof TnlError) throw e;
     throw ioError("read", path === "-" ? "stdin" : path, e);
   }
+}
+
+/** Splits bytes into lines at \n (and \r\n). */
+function byteLines(b: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let start = 0;
+  for (let i = 0; i <= b.length; i++) {
+    if (i === b.length || b[i] === 0x0a) {
+      const end = i > start && b[i - 1] === 0x0d ? i - 1 : i;
+      out.push(b.subarray(start, end));
+      start = i + 1;
+    }
+  }
+  return out;
 }
 
 function randomSeed(): number {
@@ -175,18 +195,18 @@ export function generateCommand(): CommandUnknownOpts {
       }
 
       // Prompt texts first, so a missing file is reported before the GPU opens.
-      let texts: string[] | null = null;
-      if (promptArg !== undefined) texts = [promptArg];
+      let texts: Uint8Array[] | null = null;
+      if (promptArg !== undefined) texts = [new TextEncoder().encode(promptArg)];
       if (opts.file !== undefined) {
-        const t = await readText(opts.file);
-        if (t === "") throw new TnlError("input", `${opts.file}: the prompt file is empty`);
+        const t = await readPromptBytes(opts.file);
+        if (t.length === 0) throw new TnlError("input", `${opts.file}: the prompt file is empty`);
         texts = [t];
       }
       if (opts.prompts !== undefined) {
-        const lines = (await readText(opts.prompts)).split(/\r?\n/);
-        if (lines.at(-1) === "") lines.pop();
+        const lines = byteLines(await readPromptBytes(opts.prompts));
+        if (lines.length && lines.at(-1)!.length === 0) lines.pop();
         if (lines.length === 0) throw new TnlError("input", `${opts.prompts}: no prompts in the file`);
-        const empty = lines.findIndex((l) => l === "");
+        const empty = lines.findIndex((l) => l.length === 0);
         if (empty >= 0) throw new TnlError("input", `${opts.prompts}: line ${empty + 1} is an empty prompt`);
         texts = lines;
       }
@@ -218,7 +238,10 @@ export function generateCommand(): CommandUnknownOpts {
               );
             }
           }
-          prompts = texts.map((t) => (bos === null ? [] : [bos]).concat(tokenizer!.encode(t)));
+          const tok = tokenizer!;
+          const encode = (b: Uint8Array) =>
+            tok.encodeBytes ? tok.encodeBytes(b) : tok.encode(new TextDecoder().decode(b));
+          prompts = texts.map((t) => (bos === null ? [] : [bos]).concat(encode(t)));
           prompts.forEach((ids, i) => {
             if (ids.length === 0) throw new TnlError("input", `prompt ${i + 1} encodes to no tokens`);
             const bad = ids.findIndex((id) => id >= m.vocab);

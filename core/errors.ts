@@ -33,9 +33,12 @@ export function exitCodeOf(err: unknown): number {
   return err instanceof TnlError ? err.exitCode : EXIT_CODES.internal;
 }
 
-/** One line for the user: the message of a TnlError, or "internal error: ..." for a bug. */
+/**
+ * What the user sees: one line per problem of a TnlError ("error: ..."; a config with several problems has
+ * several lines), or "internal error: ..." for a bug.
+ */
 export function oneLine(err: unknown): string {
-  if (err instanceof TnlError) return `error: ${err.message.split("\n")[0]}`;
+  if (err instanceof TnlError) return err.message.split("\n").map((l) => `error: ${l}`).join("\n");
   const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
   return `internal error: ${msg.split("\n")[0]} (run with --verbose for the stack)`;
 }
@@ -44,7 +47,8 @@ export function oneLine(err: unknown): string {
 export function ioError(action: string, path: string, err: unknown): TnlError {
   let why = err instanceof Error ? err.message : String(err);
   if (err instanceof Deno.errors.NotFound) why = "no such file or directory";
-  else if (err instanceof Deno.errors.PermissionDenied) why = "permission denied";
-  else if (err instanceof Deno.errors.IsADirectory) why = "is a directory, expected a file";
+  else if (err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotCapable) {
+    why = "permission denied";
+  } else if (err instanceof Deno.errors.IsADirectory) why = "is a directory, expected a file";
   return new TnlError("io", `cannot ${action} ${path}: ${why}`, { cause: err });
 }

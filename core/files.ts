@@ -12,6 +12,20 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
 let tmpCounter = 0;
 
 /**
+ * Fault injection for the tests of what a failed write leaves behind (a full disk): with TNL_FAULT_WRITE set
+ * to a substring, writes to paths containing it fail as a full disk does. Not for users.
+ */
+function injectedFault(path: string): Error | null {
+  let pattern: string | undefined;
+  try {
+    pattern = Deno.env.get("TNL_FAULT_WRITE");
+  } catch {
+    return null;
+  }
+  return pattern && path.includes(pattern) ? new Error("No space left on device (os error 28)") : null;
+}
+
+/**
  * Writes `path` piece by piece: `fill` calls `write` as often as it likes (each call's bytes are written
  * before it resolves), then the file is synced and renamed into place. A TnlError thrown by `fill` passes
  * through unchanged; filesystem errors become io errors naming `path`. On any failure the temporary file
@@ -28,6 +42,8 @@ export async function writeFileAtomicStreaming(
     const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
     try {
       await fill(async (bytes) => {
+        const fault = injectedFault(path);
+        if (fault) throw fault;
         let off = 0;
         while (off < bytes.length) off += await f.write(bytes.subarray(off));
       });

@@ -453,6 +453,8 @@ export class Gpu {
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, size);
     } catch (e) {
+      // A lost device fails the mapping first and reports the loss a moment later: say which it was.
+      await Promise.race([this.device.lost, new Promise((r) => setTimeout(r, 50))]);
       this.check();
       throw new TnlError("gpu", `reading back buffer '${buffer.label}' failed: ${squash(String(e))}`);
     }

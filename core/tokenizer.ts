@@ -102,6 +102,15 @@ function dirOf(path: string): string {
 export async function loadTokenizer(path: string): Promise<Tokenizer> {
   const file = await tokenizerFile(path);
   const bytes = await readBytes(file);
+  return tokenizerFromBytes(bytes, file, await loadTokenizerConfig(dirOf(file)));
+}
+
+/** A tokenizer from a file's bytes (format by content); every malformation is an input error naming `file`. */
+export function tokenizerFromBytes(
+  bytes: Uint8Array,
+  file: string,
+  config: TokenizerConfig | null = null,
+): Tokenizer {
   let i = 0;
   while (
     i < bytes.length && (bytes[i] === 0x20 || bytes[i] === 0x0a || bytes[i] === 0x0d || bytes[i] === 0x09)
@@ -114,9 +123,12 @@ export async function loadTokenizer(path: string): Promise<Tokenizer> {
     } catch (e) {
       throw new TnlError("input", `${file}: not valid JSON (${e instanceof Error ? e.message : e})`);
     }
-    const config = await loadTokenizerConfig(dirOf(file));
     return new ByteLevelBpe(
-      parseTokenizerJson(doc, file, { pad: config?.padToken, bos: config?.bosToken, eos: config?.eosToken }),
+      parseTokenizerJson(doc as Parameters<typeof parseTokenizerJson>[0], file, {
+        pad: config?.padToken,
+        bos: config?.bosToken,
+        eos: config?.eosToken,
+      }),
     );
   }
   if (bytes[0] === 0x0a) {

@@ -332,6 +332,15 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
     );
   };
   const save = async (name: string): Promise<string> => {
+    try {
+      return await saveCheckpoint(name);
+    } catch (e) {
+      if (!(e instanceof TnlError)) throw e;
+      const good = (await listCheckpoints(out, () => {})).at(-1)?.dir ?? "none";
+      throw new TnlError(e.kind, `${e.message}; the last good checkpoint is ${good}`);
+    }
+  };
+  const saveCheckpoint = async (name: string): Promise<string> => {
     const [sum] = await stats.readF32();
     const st: RunState = { ...state, rng: sampler.rng.state, loss_sum: sum };
     return await writeCheckpoint(out, name, async (dir) => {

@@ -430,7 +430,7 @@ export function trainDims(
   } else if (vocabFromData !== null && config.vocab_size < vocabFromData) {
     throw new TnlError(
       "input",
-      `${cfg.path}: model.vocab_size = ${config.vocab_size} is smaller than the tokenizer's vocabulary of ${vocabFromData}`,
+      `${cfg.path}: model.vocab_size = ${config.vocab_size} is smaller than the vocabulary of the tokenizer or token files (${vocabFromData})`,
     );
   }
   return { config, dims: resolveDims(config, `${cfg.path}: model`) };

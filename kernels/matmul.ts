@@ -2,7 +2,7 @@
 // the four transposes, batches, and matrices larger than one storage binding (sliced along their
 // leading dimension; slices of K accumulate into C).
 
-import type { BenchCase } from "../core/bench.ts";
+import type { BenchCase, BenchShape } from "../core/bench.ts";
 import { TnlError } from "../core/errors.ts";
 import type { Kernel, KernelDef, Step } from "../core/gpu.ts";
 import { Rng } from "../core/random.ts";
@@ -274,7 +274,7 @@ export function matmulFlops(m: number, n: number, k: number, batch = 1): number 
 export const matmulBenchCases: BenchCase[] = [{
   name: "matmul",
   group: "kernels",
-  shapes: (quick) =>
+  shapes: (quick): BenchShape[] =>
     quick ? [{ op: "nn", m: 256, n: 256, k: 256 }, { op: "nt", m: 255, n: 257, k: 129 }] : [
       { op: "nn", m: 1024, n: 1024, k: 1024 },
       { op: "nn", m: 4096, n: 4096, k: 4096 },

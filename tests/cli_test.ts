@@ -2,30 +2,7 @@ import assert from "node:assert/strict";
 import { EXIT_CODES } from "../core/errors.ts";
 import { VERSION } from "../core/version.ts";
 import { REPO_ROOT } from "./_gpu.ts";
-
-const PERMS = ["--allow-read", "--allow-write", "--allow-env", "--allow-run"];
-
-async function tnl(
-  args: string[],
-  opts: { env?: Record<string, string>; flags?: string[]; cwd?: string } = {},
-) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...(opts.flags ?? PERMS), `${REPO_ROOT}/main.ts`, ...args],
-    env: { NO_COLOR: "1", ...opts.env },
-    cwd: opts.cwd ?? REPO_ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-function oneErrorLine(stderr: string): string {
-  const lines = stderr.trim().split("\n").filter((l) => l.startsWith("error"));
-  assert.equal(lines.length, 1, `exactly one error line, got:\n${stderr}`);
-  assert.ok(!stderr.includes("    at "), `no stack trace without --verbose:\n${stderr}`);
-  return lines[0];
-}
+import { oneErrorLine, tnl } from "./_cli.ts";
 
 Deno.test("tnl --help lists every subcommand; each subcommand has --help", async () => {
   const r = await tnl(["--help"]);
