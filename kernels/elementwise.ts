@@ -8,11 +8,12 @@ import { Tensor } from "../core/tensor.ts";
 import { cachedDef, forChunks, grid1d, packParams, preprocess } from "./wgsl.ts";
 import source from "./elementwise.wgsl" with { type: "text" };
 
-type Op = "FILL" | "RAND" | "AXPY" | "SILU_FWD" | "SILU_BWD" | "MUL_FWD" | "MUL_BWD" | "GLU_FWD" | "GLU_BWD";
+type Op = "FILL" | "RAND" | "AXPY" | "SUMK" | "SILU_FWD" | "SILU_BWD" | "MUL_FWD" | "MUL_BWD" | "GLU_FWD" | "GLU_BWD";
 const BINDINGS: Record<Op, ("read" | "rw")[]> = {
   FILL: ["rw"],
   RAND: ["rw"],
   AXPY: ["read", "rw"],
+  SUMK: ["read", "rw"],
   SILU_FWD: ["read", "rw"],
   SILU_BWD: ["read", "read", "rw"],
   MUL_FWD: ["read", "read", "rw"],
@@ -87,6 +88,18 @@ export function fillRandom(step: Step, out: Tensor, seed: number, lo = -1, hi = 
     chunkOf(out),
     (s, n) => encode(step, "RAND", n, [[out, s, n]], { f: seed >>> 0, start: s, alpha: lo, beta: hi }),
   );
+}
+
+/**
+ * y = alpha·Σ_s x[s·n .. (s+1)·n) + beta·y over `parts` partial results x: [parts, n] (split-K matmuls);
+ * the sum runs in a fixed order.
+ */
+export function sumParts(step: Step, x: Tensor, y: Tensor, n: number, parts: number, alpha = 1, beta = 0): void {
+  if (x.size < parts * n || y.size < n) throw new TnlError("internal", `sum of parts: sizes for ${parts}×${n}`);
+  const chunk = Math.min(y.maxViewElements(), Math.floor(x.maxViewElements() / parts));
+  if (chunk < 1) throw new TnlError("gpu", `sum of parts: ${parts} parts do not fit one binding`);
+  if (n > chunk) throw new TnlError("internal", `sum of parts: ${n} elements over one binding`);
+  encode(step, "SUMK", n, [[x, 0, parts * n], [y, 0, n]], { f: parts, alpha, beta });
 }
 
 /** y = alpha·x + beta·y (beta = 0 never reads y) */

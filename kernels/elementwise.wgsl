@@ -3,6 +3,7 @@
 //   FILL       out = value
 //   RAND       out = uniform in [alpha, beta) from a hash of (index + base1, seed f): benchmark inputs
 //   AXPY       y = alpha·x + beta·y                 (residual adds, gradient accumulation; beta = 0 never reads y)
+//   SUMK       y = alpha·Σ_{s < f} x[s·n + i] + beta·y   (the partial products of a split-K matmul)
 //   SILU_FWD   y = x·σ(x)
 //   SILU_BWD   dx = alpha·dy·σ(x)·(1 + x·(1 − σ(x))) + beta·dx
 //   MUL_FWD    y = a ⊙ b                            (the output gate u ⊙ o)
@@ -39,6 +40,10 @@ fn pcg_hash(v: u32) -> u32 {
 #endif
 #if AXPY
 @group(0) @binding(0) var<storage, read> x: array<f32>;          // x: [n] f32
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;    // y: [n] f32
+#endif
+#if SUMK
+@group(0) @binding(0) var<storage, read> x: array<f32>;          // x: [f, n] f32, f partial results
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;    // y: [n] f32
 #endif
 #if SILU_FWD
@@ -90,6 +95,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #endif
 #if AXPY
   var r = p.alpha * x[p.base0 + i];
+  if (p.beta != 0.0) { r = fma(p.beta, y[p.base1 + i], r); }
+  y[p.base1 + i] = r;
+#endif
+#if SUMK
+  var acc = 0.0;
+  for (var s = 0u; s < p.f; s++) { acc += x[p.base0 + s * p.n + i]; }
+  var r = p.alpha * acc;
   if (p.beta != 0.0) { r = fma(p.beta, y[p.base1 + i], r); }
   y[p.base1 + i] = r;
 #endif

@@ -7,6 +7,7 @@ import { TnlError } from "../core/errors.ts";
 import type { Kernel, KernelDef, Step } from "../core/gpu.ts";
 import { Rng } from "../core/random.ts";
 import { Tensor } from "../core/tensor.ts";
+import { sumParts } from "./elementwise.ts";
 import { packParams, preprocess } from "./wgsl.ts";
 import source from "./matmul.wgsl" with { type: "text" };
 
@@ -33,6 +34,8 @@ export interface MatmulOp {
   cOffset?: number;
   /** kernel form (default: the measured best, see MatmulVariant) */
   variant?: MatmulVariant;
+  /** split K over this many partial products (default: chosen to fill the GPU; 1 = never) */
+  splitK?: number;
 }
 
 /** Kernel forms: "db" double-buffers the staged tiles (one barrier per K step), "sb" single-buffers them. */
@@ -117,6 +120,11 @@ export function matmul(step: Step, op: MatmulOp): void {
     Math.floor(fitB / Math.max(sb, 1)),
     Math.floor(fitC / Math.max(sc, 1)),
   );
+  const splits = op.splitK ?? autoSplit(step.gpu, m, n, k, batch);
+  if (perDispatch >= 1 && batch === 1 && splits > 1 && k <= kMax && k >= 2 * splits) {
+    splitK(step, op, splits, { ...base, aOff, bOff, cOff, aK, bK });
+    return;
+  }
   if (perDispatch >= 1) {
     const kStep = Math.max(1, Math.min(k, kMax));
     for (let z0 = 0; z0 < batch; z0 += perDispatch) {
@@ -205,6 +213,100 @@ export function matmul(step: Step, op: MatmulOp): void {
       }
     }
   }
+}
+
+/**
+ * Workgroups the GPU runs at once, by which split-K judges how full the last wave is: 132 SMs × 2 of these
+ * 256-invocation workgroups on the H200 (WebGPU does not tell the SM count; other GPUs are served well enough).
+ */
+export const MATMUL_WAVE = 264;
+
+/** Splits of K that fill the waves best (small grids with long K: the weight gradients); 1 = none. */
+export function autoSplit(gpu: { adapter: { fallback: boolean } }, m: number, n: number, k: number, batch: number): number {
+  if (batch !== 1 || gpu.adapter.fallback) return 1;
+  const grid = Math.ceil(m / MATMUL_TILE) * Math.ceil(n / MATMUL_TILE);
+  let best = 1, bestScore = 0;
+  for (let s = 1; s <= 16 && k / s >= 256; s++) {
+    const w = grid * s;
+    // The fraction of busy slots in the last wave, less 2% per extra split for the partials' traffic.
+    const score = (w / (Math.ceil(w / MATMUL_WAVE) * MATMUL_WAVE)) * (1 - 0.02 * (s - 1));
+    if (score > bestScore + 1e-9) {
+      best = s;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+const splitScratch = new WeakMap<object, Tensor>();
+
+/**
+ * C = alpha·Σ_s op(A)[:, K_s]·op(B)[K_s, :] + beta·C: the K range in `splits` parts computed as one batched
+ * dispatch into a scratch buffer of partial products, then summed in a fixed order.
+ */
+function splitK(
+  step: Step,
+  op: MatmulOp,
+  splits: number,
+  p: {
+    m: number;
+    n: number;
+    k: number;
+    lda: number;
+    ldb: number;
+    ldc: number;
+    alpha: number;
+    transA: boolean;
+    transB: boolean;
+    aOff: number;
+    bOff: number;
+    cOff: number;
+    aK: (k0: number) => number;
+    bK: (k0: number) => number;
+  },
+): void {
+  const { m, n, k } = p;
+  const kc = Math.ceil(k / splits / 8) * 8;
+  const full = Math.floor(k / kc), rem = k - full * kc, parts = full + (rem > 0 ? 1 : 0);
+  const gpu = step.gpu;
+  let scratch = splitScratch.get(gpu);
+  if (!scratch || scratch.size < parts * m * n) {
+    // Older, smaller scratch buffers stay alive: dispatches already encoded may still use them.
+    scratch = Tensor.empty(gpu, [parts * m * n], "f32", "matmul split-K partials");
+    splitScratch.set(gpu, scratch);
+  }
+  const common = { ...p, ldc: n, alpha: 1, beta: 0 };
+  encode(step, { ...op, c: scratch }, {
+    ...common,
+    k: kc,
+    batch: full,
+    aStart: p.aOff,
+    aCount: m * k,
+    bStart: p.bOff,
+    bCount: k * n,
+    cStart: 0,
+    cCount: full * m * n,
+    sa: p.aK(kc),
+    sb: p.bK(kc),
+    sc: m * n,
+  });
+  if (rem > 0) {
+    encode(step, { ...op, c: scratch }, {
+      ...common,
+      k: rem,
+      batch: 1,
+      aStart: p.aOff + p.aK(full * kc),
+      aCount: m * k - p.aK(full * kc),
+      bStart: p.bOff + p.bK(full * kc),
+      bCount: k * n - p.bK(full * kc),
+      cStart: full * m * n,
+      cCount: m * n,
+      sa: 0,
+      sb: 0,
+      sc: 0,
+    });
+  }
+  sumParts(step, scratch, Tensor.part(op.c, p.cOff, [m * n], "C"), m * n, parts, p.alpha, op.beta ?? 0);
 }
 
 interface SubProblem {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { openGpu } from "../core/gpu.ts";
 import { Rng } from "../core/random.ts";
 import { Tensor } from "../core/tensor.ts";
-import { matmul, type MatmulOp } from "../kernels/matmul.ts";
+import { autoSplit, matmul, type MatmulOp } from "../kernels/matmul.ts";
 import { matmulRef } from "../kernels/matmul_ref.ts";
 import type { Gpu } from "../core/gpu.ts";
 import { assertClose, gpuTest, testGpu } from "./_gpu.ts";
@@ -23,10 +23,24 @@ interface Case {
   bOffset?: number;
   cOffset?: number;
   variant?: "db" | "sb";
+  splitK?: number;
 }
 
 async function check(gpu: Gpu, c: Case, rng: Rng): Promise<void> {
-  const { m, n, k, op, batch = 1, alpha = 1, beta = 0, aOffset = 0, bOffset = 0, cOffset = 0, variant } = c;
+  const {
+    m,
+    n,
+    k,
+    op,
+    batch = 1,
+    alpha = 1,
+    beta = 0,
+    aOffset = 0,
+    bOffset = 0,
+    cOffset = 0,
+    variant,
+    splitK,
+  } = c;
   const transA = op[0] === "t", transB = op[1] === "t";
   const ha = rng.uniformArray(aOffset + batch * m * k);
   const hb = rng.uniformArray(bOffset + batch * k * n);
@@ -54,6 +68,7 @@ async function check(gpu: Gpu, c: Case, rng: Rng): Promise<void> {
     bOffset,
     cOffset,
     variant,
+    splitK,
   };
   matmul(step, args);
   step.submit();
@@ -205,4 +220,24 @@ Deno.test("matmul reference agrees with a direct triple loop", () => {
   for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) at[p * m + i] = a[i * k + p];
   for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) bt[j * k + p] = b[p * n + j];
   assert.deepEqual(matmulRef(at, bt, null, { m, n, k, transA: true, transB: true }), ref);
+});
+
+Deno.test("matmul split over K into partial products summed in a fixed order", gpuTest, async () => {
+  const gpu = await testGpu();
+  const rng = new Rng(9);
+  for (const op of OPS) {
+    await check(gpu, { m: 37, n: 45, k: 1000, op, splitK: 3 }, rng); // a remainder part
+    await check(gpu, { m: 33, n: 17, k: 512, op, splitK: 4, alpha: 0.5, beta: 1 }, rng);
+    await check(gpu, { m: 20, n: 36, k: 96, op, splitK: 2, aOffset: 4, bOffset: 8, cOffset: 12 }, rng);
+  }
+});
+
+Deno.test("split-K fills the last wave: small grids with long K are split, big grids are not", () => {
+  const gpu = { adapter: { fallback: false } };
+  assert.equal(autoSplit(gpu, 4096, 1024, 8192, 1), 1); // 256 workgroups: one full wave
+  assert.equal(autoSplit(gpu, 2816, 1024, 8192, 1), 3); // 176 → 528
+  assert.ok(autoSplit(gpu, 1024, 1024, 8192, 1) >= 4); // 64 workgroups
+  assert.equal(autoSplit(gpu, 1024, 1024, 256, 1), 1); // short K
+  assert.equal(autoSplit({ adapter: { fallback: true } }, 1024, 1024, 8192, 1), 1);
+  assert.equal(autoSplit(gpu, 1024, 1024, 8192, 4), 1); // batches
 });
