@@ -19,7 +19,7 @@ export function demoCommand(): CommandUnknownOpts {
     )
     .option("--out <dir>", "where the corpus, tokenizer and run go", "runs/demo")
     .option("--vocab <n>", "tokenizer vocabulary", positiveInt("--vocab"), 1024)
-    .option("--steps <n>", "training steps", positiveInt("--steps"), 160)
+    .option("--steps <n>", "training steps", positiveInt("--steps"), 120)
     .option("--preset <name>", "model preset", "tnl-mini")
     .option("--json", "print the summary as one JSON document")
     .action(async (opts, cmd) => {
@@ -48,7 +48,7 @@ train:
   min_lr: 3.0e-4
   warmup_steps: 10
   eval_every: ${Math.max(1, Math.floor(opts.steps / 2))}
-  eval_tokens: all
+  eval_tokens: 16384
   log_every: 10
   save_every: ${opts.steps}
   keep_last: 1
