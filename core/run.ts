@@ -73,8 +73,9 @@ function processAlive(pid: number): boolean {
   if (pid === Deno.pid) return true;
   try {
     // /proc/<id> also exists for thread ids: a live process is one whose thread-group id is itself.
+    // A zombie (exited, not yet reaped) is not running either.
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    return Number(/^Tgid:\s*(\d+)/m.exec(status)?.[1]) === pid;
+    return Number(/^Tgid:\s*(\d+)/m.exec(status)?.[1]) === pid && !/^State:\s*[ZX]/m.test(status);
   } catch (e) {
     // Without /proc (not Linux) a lock cannot be judged stale: keep it.
     try {

@@ -223,6 +223,15 @@ Deno.test("two runs on one out_dir: the second is refused; a stale lock is taken
       live.kill();
       await live.status;
     }
+    // The process is gone (reaped) before its lock is judged stale.
+    for (let i = 0; i < 100; i++) {
+      try {
+        Deno.statSync(`/proc/${live.pid}`);
+        await new Promise((r) => setTimeout(r, 20));
+      } catch {
+        break;
+      }
+    }
     const notes: string[] = [];
     const s = await train(gpu, config(dir, { train: { steps: 1, eval_every: 100 } }), {
       ...quiet,
