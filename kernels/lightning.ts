@@ -60,6 +60,13 @@ export const LIGHTNING_CHUNK_ROWS = 64;
  */
 export const LIGHTNING_CHUNKED_SCRATCH_BYTES = 1 << 30;
 /** Workgroup memory of the chunked kernels (the output kernel is the larger). */
+/**
+ * Chunks per state workgroup (G) go up to this, while the state products keep at least
+ * LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS workgroups: the scan then reads and writes 1/G of the chunk states.
+ */
+export const LIGHTNING_MAX_CHUNK_GROUP = 8;
+/** Four waves of two 256-invocation workgroups per SM of the H200. */
+export const LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS = 8 * LIGHTNING_SM_COUNT;
 export const LIGHTNING_CHUNKED_WORKGROUP_BYTES = 4 * (65 + 4 * (128 + 128 + 256 + 1024));
 
 export type LightningVariant = "auto" | "chunked" | "sequential" | "parallel";
@@ -83,6 +90,8 @@ export interface LightningOptions {
   blockRows?: 16 | 32 | 64;
   /** Rows per chunk of the parallel variant (a multiple of the block rows); default from the shape. */
   chunkRows?: number;
+  /** Chunks per state workgroup of the chunked variant (G); default from the shape. */
+  chunkGroup?: number;
   /**
    * Scratch for the chunked and parallel variants (≥ lightningScratchElements() f32); default: cached per
    * device.
@@ -250,7 +259,7 @@ const scanDef: KernelDef = {
   name: "lightning_scan",
   code: scanSource,
   bindings: ["read", "rw"],
-  paramBytes: 6 * 4,
+  paramBytes: 8 * 4,
 };
 
 // ---------------------------------------------------------------- per-device scratch and placeholders
@@ -389,7 +398,7 @@ export function lightningScratchElements(
   opts: LightningOptions = {},
 ): number {
   if (useChunked(gpu, shape, opts)) {
-    const c = chunkedPlan(gpu, shape);
+    const c = chunkedPlan(gpu, shape, opts);
     return c.nchunks > 1 ? 2 * c.group * c.nchunks * shape.d * shape.e : 0;
   }
   let most = 0;
@@ -560,6 +569,8 @@ function encodeProduct(
           [H, "u32"],
           [h0, "u32"],
           [vk!.base, "u32"],
+          [1, "u32"],
+          [p.nchunks, "u32"],
         ]),
         [Math.ceil((dk * dv) / 64), nh],
       );
@@ -591,11 +602,27 @@ interface ChunkedPlan {
   nchunks: number;
   /** Heads per group of dispatches (bindings and LIGHTNING_CHUNKED_SCRATCH_BYTES). */
   group: number;
+  /** Chunks per state workgroup, whose totals alone are scanned (G). */
+  chunkGroup: number;
 }
 
-function chunkedPlan(gpu: Gpu, shape: LightningShape): ChunkedPlan {
+function chunkedPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {}): ChunkedPlan {
   const { T, d, e } = shape;
   const nchunks = Math.ceil(T / LIGHTNING_CHUNK_ROWS);
+  let chunkGroup = 1;
+  if (opts.chunkGroup !== undefined) {
+    if (!Number.isInteger(opts.chunkGroup) || opts.chunkGroup < 1) {
+      throw new TnlError("internal", `lightning: chunk group ${opts.chunkGroup}, expected an integer ≥ 1`);
+    }
+    chunkGroup = opts.chunkGroup;
+  } else {
+    // The largest G ≤ LIGHTNING_MAX_CHUNK_GROUP that leaves the state products enough workgroups.
+    const perGroup = shape.B * shape.H * Math.ceil(d / 128) * Math.ceil(e / 128);
+    while (
+      2 * chunkGroup <= LIGHTNING_MAX_CHUNK_GROUP &&
+      perGroup * Math.ceil((nchunks - 1) / (2 * chunkGroup)) >= LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS
+    ) chunkGroup *= 2;
+  }
   const perHead: [string, number][] = [
     ["rows of q/k", T * d],
     ["rows of v/o", T * e],
@@ -607,7 +634,7 @@ function chunkedPlan(gpu: Gpu, shape: LightningShape): ChunkedPlan {
     // Two state sets in the backward.
     n = Math.min(n, Math.max(1, Math.floor(LIGHTNING_CHUNKED_SCRATCH_BYTES / (2 * 4 * nchunks * d * e))));
   }
-  return { nchunks, group: headsFitting(gpu, shape, n, perHead) };
+  return { nchunks, group: headsFitting(gpu, shape, n, perHead), chunkGroup };
 }
 
 const chunkDefs = new Map<string, KernelDef>();
@@ -627,7 +654,7 @@ function chunkDef(out: boolean, vecK: boolean, vecV: boolean, vecS: boolean, tra
     const bindings = out
       ? ["read", "read", "read", "read", "rw", "read"] as const
       : ["read", "read", "read", "read", "rw"] as const;
-    def = { name: key, code, bindings, paramBytes: 15 * 4 };
+    def = { name: key, code, bindings, paramBytes: 16 * 4 };
     chunkDefs.set(key, def);
   }
   return def;
@@ -641,6 +668,7 @@ interface ChunkGroup {
   h0: number;
   nh: number;
   nchunks: number;
+  chunkGroup: number;
 }
 
 const v4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
@@ -676,13 +704,14 @@ function chunkParams(
     [f.reverse ? 1 : 0, "u32"],
     [f.kv ? 1 : 0, "u32"],
     [f.finalState ? 1 : 0, "u32"],
+    [g.chunkGroup, "u32"],
   ]);
 }
 
 /**
  * Chunk states of the product with writer rows `b` [nh, T, dk] and values `c` [nh, T, dv] into `kv`
- * [nh, nchunks, dk, dv]: each chunk's contribution, then the scan; slot z ends as the state at chunk z's
- * first row.
+ * [nh, nchunks, dk, dv]: per group of G chunks, the sums L_z of the group's chunks up to z; then the scan
+ * of the groups' totals, which leaves the state at group Z's first row in the group's last slot.
  */
 function chunkStates(
   g: ChunkGroup,
@@ -697,22 +726,25 @@ function chunkStates(
   const unused = deviceCache(gpu).read.view();
   const vecK = v4(dk, b.base), vecV = v4(dv, c.base), vecS = v4(dk, dv, kv.base);
   const tiles = Math.ceil(dk / 128) * Math.ceil(dv / 128);
+  const G = g.chunkGroup;
   g.step.dispatch(
     gpu.kernel(chunkDef(false, vecK, vecV, vecS, false)),
     [g.slopes, b, c, unused, kv],
     chunkParams(g, dk, dv, { b, c, out: kv, reverse }),
-    [tiles, g.nchunks - 1, g.nh],
+    [tiles, Math.ceil((g.nchunks - 1) / G), g.nh],
   );
   g.step.dispatch(
     gpu.kernel(scanDef),
     [g.slopes, kv],
     packParams([
       [dk * dv, "u32"],
-      [g.nchunks, "u32"],
-      [LIGHTNING_CHUNK_ROWS, "u32"],
+      [Math.ceil(g.nchunks / G), "u32"],
+      [G * LIGHTNING_CHUNK_ROWS, "u32"],
       [g.shape.H, "u32"],
       [g.h0, "u32"],
       [kv.base, "u32"],
+      [G, "u32"],
+      [g.nchunks, "u32"],
     ]),
     [Math.ceil((dk * dv) / 64), g.nh],
   );
@@ -781,7 +813,7 @@ function chunkedGroups(
   ) => void,
 ) {
   const gpu = step.gpu;
-  const { nchunks, group } = chunkedPlan(gpu, shape);
+  const { nchunks, group, chunkGroup } = chunkedPlan(gpu, shape, opts);
   const heads = shape.B * shape.H;
   const setSize = group * nchunks * shape.d * shape.e;
   let scratch: Tensor | null = null;
@@ -802,7 +834,7 @@ function chunkedGroups(
   const slopeView = slopes.view();
   for (let h0 = 0; h0 < heads; h0 += group) {
     const nh = Math.min(group, heads - h0);
-    const g: ChunkGroup = { step, shape, slopes: slopeView, h0, nh, nchunks };
+    const g: ChunkGroup = { step, shape, slopes: slopeView, h0, nh, nchunks, chunkGroup };
     const setElems = nh * nchunks * shape.d * shape.e;
     each(
       g,
@@ -963,13 +995,14 @@ export function lightningPrefillState(step: Step, args: LightningPrefillArgs): v
 /** The variant and chunking the dispatcher picks for a product with these head dims (for tests, docs). */
 export function lightningPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {}) {
   if (useChunked(gpu, shape, opts)) {
-    const c = chunkedPlan(gpu, shape);
+    const c = chunkedPlan(gpu, shape, opts);
     return {
       variant: "chunked" as const,
       blockRows: LIGHTNING_CHUNK_ROWS,
       sliceWidth: 128,
       chunkRows: LIGHTNING_CHUNK_ROWS,
       chunks: c.nchunks,
+      chunkGroup: c.chunkGroup,
       headsPerGroup: c.group,
       workgroupBytes: LIGHTNING_CHUNKED_WORKGROUP_BYTES,
       invocations: 128,
@@ -982,6 +1015,7 @@ export function lightningPlan(gpu: Gpu, shape: LightningShape, opts: LightningOp
     sliceWidth: p.cfg.w,
     chunkRows: p.chunkRows,
     chunks: p.nchunks,
+    chunkGroup: 1,
     headsPerGroup: headsPerDispatch(gpu, shape, shape.d, shape.e, p),
     workgroupBytes: workgroupBytes(p.cfg, true),
     invocations: p.cfg.nt,
@@ -995,19 +1029,23 @@ export function lightningMacs(T: number, d: number, e: number, bt = LIGHTNING_BL
   return { forward: T * bt * (d + e) + 2 * T * d * e, backward: T * bt * (3 * d + 2 * e) + 5 * T * d * e };
 }
 
-/** A shape's optional `variant` key (shapes edited to compare both forms; default auto). */
-function benchVariant(shape: Record<string, number | string>): LightningVariant {
-  const v = shape.variant ?? "auto";
-  if (v !== "auto" && v !== "sequential" && v !== "parallel") {
-    throw new TnlError(
-      "usage",
-      `lightning bench shape: variant '${v}', expected auto, sequential or parallel`,
-    );
+const VARIANTS: readonly LightningVariant[] = ["auto", "chunked", "sequential", "parallel"];
+
+/** A shape's optional `variant` key (default: the case's variant, else auto). */
+function benchVariant(shape: Record<string, number | string>, fixed?: LightningVariant): LightningVariant {
+  const v = shape.variant ?? fixed ?? "auto";
+  if (!VARIANTS.includes(v as LightningVariant)) {
+    throw new TnlError("usage", `lightning bench shape: variant '${v}', expected ${VARIANTS.join(", ")}`);
   }
-  return v;
+  return v as LightningVariant;
 }
 
-function attentionInputs(gpu: Gpu, shape: Record<string, number | string>, seed: number) {
+function attentionInputs(
+  gpu: Gpu,
+  shape: Record<string, number | string>,
+  seed: number,
+  fixed?: LightningVariant,
+) {
   const B = Number(shape.b),
     H = Number(shape.h),
     T = Number(shape.T),
@@ -1018,7 +1056,7 @@ function attentionInputs(gpu: Gpu, shape: Record<string, number | string>, seed:
   const k = randomTensor(gpu, [B, H, T, d], "bench k", seed + 1, -0.5, 0.5);
   const v = randomTensor(gpu, [B, H, T, e], "bench v", seed + 2, -0.5, 0.5);
   const slopes = Tensor.from(gpu, tnlDecayRates(H, 0, 2), [H], "f32", "bench slopes");
-  return { B, H, T, d, e, q, k, v, slopes, variant: benchVariant(shape) };
+  return { B, H, T, d, e, q, k, v, slopes, variant: benchVariant(shape, fixed) };
 }
 
 /** Full shapes of the attention benchmarks: b=4, h=16, d=e=128 as in ../anchors (T = 1K … 64K). */
@@ -1034,47 +1072,63 @@ function lightningShapes(quick: boolean) {
   return quick ? ATTENTION_QUICK_SHAPES : ATTENTION_BENCH_T.map((T) => ({ b: 4, h: 16, T, d: 128, e: 128 }));
 }
 
-/** Benchmark cases: forward, forward + backward, and the prefill state. */
-export const lightningBenchCases: BenchCase[] = [{
-  name: "lightning-fwd",
-  group: "kernels",
-  shapes: lightningShapes,
-  setup(gpu, shape) {
-    const x = attentionInputs(gpu, shape, 11);
-    const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
-    return {
-      encode: (step) => lightningForward(step, { ...x, o }),
-      flops: 2 * x.B * x.H * lightningMacs(x.T, x.d, x.e).forward,
-      tokens: x.B * x.T,
-      dispose: () => {
-        [x.q, x.k, x.v, x.slopes, o].forEach((t) => t.destroy());
-        lightningReleaseScratch(gpu);
-      },
-    };
-  },
-}, {
-  name: "lightning-fwdbwd",
-  group: "kernels",
-  shapes: lightningShapes,
-  setup(gpu, shape) {
-    const x = attentionInputs(gpu, shape, 12);
-    const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
-    const dO = randomTensor(gpu, [x.B, x.H, x.T, x.e], "bench do", 13);
-    const dq = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dq");
-    const dk = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dk");
-    const dv = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench dv");
-    const macs = lightningMacs(x.T, x.d, x.e);
-    return {
-      encode: (step) => {
-        lightningForward(step, { ...x, o });
-        lightningBackward(step, { ...x, do: dO, dq, dk, dv });
-      },
-      flops: 2 * x.B * x.H * (macs.forward + macs.backward),
-      tokens: x.B * x.T,
-      dispose: () => {
-        [x.q, x.k, x.v, x.slopes, o, dO, dq, dk, dv].forEach((t) => t.destroy());
-        lightningReleaseScratch(gpu);
-      },
-    };
-  },
-}];
+/**
+ * Forward and forward + backward cases of one variant: `lightning-fwd` / `lightning-fwdbwd` take the variant
+ * auto picks (or the shape's `variant` key); `lightning-<variant>-fwd` / `-fwdbwd` force one, so that one
+ * run compares them (with --quick they run at one shape only).
+ */
+function lightningCases(fixed?: Exclude<LightningVariant, "auto">): BenchCase[] {
+  const name = (what: string) => (fixed ? `lightning-${fixed}-${what}` : `lightning-${what}`);
+  const shapes = (quick: boolean) => (fixed && quick ? [ATTENTION_QUICK_SHAPES[1]] : lightningShapes(quick));
+  return [{
+    name: name("fwd"),
+    group: "kernels",
+    shapes,
+    setup(gpu, shape) {
+      const x = attentionInputs(gpu, shape, 11, fixed);
+      const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
+      return {
+        encode: (step) => lightningForward(step, { ...x, o }),
+        flops: 2 * x.B * x.H * lightningMacs(x.T, x.d, x.e).forward,
+        tokens: x.B * x.T,
+        dispose: () => {
+          [x.q, x.k, x.v, x.slopes, o].forEach((t) => t.destroy());
+          lightningReleaseScratch(gpu);
+        },
+      };
+    },
+  }, {
+    name: name("fwdbwd"),
+    group: "kernels",
+    shapes,
+    setup(gpu, shape) {
+      const x = attentionInputs(gpu, shape, 12, fixed);
+      const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
+      const dO = randomTensor(gpu, [x.B, x.H, x.T, x.e], "bench do", 13);
+      const dq = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dq");
+      const dk = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dk");
+      const dv = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench dv");
+      const macs = lightningMacs(x.T, x.d, x.e);
+      return {
+        encode: (step) => {
+          lightningForward(step, { ...x, o });
+          lightningBackward(step, { ...x, do: dO, dq, dk, dv });
+        },
+        flops: 2 * x.B * x.H * (macs.forward + macs.backward),
+        tokens: x.B * x.T,
+        dispose: () => {
+          [x.q, x.k, x.v, x.slopes, o, dO, dq, dk, dv].forEach((t) => t.destroy());
+          lightningReleaseScratch(gpu);
+        },
+      };
+    },
+  }];
+}
+
+/** Benchmark cases: forward and forward + backward, as auto picks and per variant. */
+export const lightningBenchCases: BenchCase[] = [
+  ...lightningCases(),
+  ...lightningCases("chunked"),
+  ...lightningCases("sequential"),
+  ...lightningCases("parallel"),
+];

@@ -3,10 +3,14 @@
 // in logical time t (read backwards when p.reverse = 1: the gradients, see lightning.ts). The sequence is
 // cut into chunks of CH = 64 rows; KV_z, the state at chunk z's first row (0-based convention, spec §4.3),
 //   KV_z = Σ_{u < z·CH} λ^(z·CH − u) B_uᵀ C_u       [dk, dv]
-// turns every part of the work into a GEMM-shaped product over all chunks at once:
-//   STATE   D_z = Σ_{r < CH} λ^(CH−r) B_rᵀ C_r               per chunk: M = dk, N = dv, K = CH
-//   (scan)  KV_{z+1} = λ^CH KV_z + D_z                       lightning_scan.wgsl, in place
-//   OUT     O_z = diag(λ^r) A_z KV_z + ((A_z B_zᵀ) ⊙ M) C_z  per chunk: M = CH, N = dv, K = dk, then K = CH
+// turns every part of the work into a GEMM-shaped product over all chunks at once. Chunks go in groups of
+// G (p.group); chunk z = Z·G + j is the j-th of group Z:
+//   STATE   L_z = λ^CH L_{z−1} + Σ_{r < CH} λ^(CH−r) B_rᵀ C_r   (L_{ZG−1} = 0): the state the group's chunks
+//           add up to by the end of chunk z, to slot z; per chunk a product with M = dk, N = dv, K = CH
+//   (scan)  S_{Z+1} = λ^(G·CH) S_Z + L_{ZG+G−1}: lightning_scan.wgsl, in place at slot min(ZG+G−1, n−1),
+//           so that the scan reads 1/G of the states
+//   OUT     KV_z = λ^(j·CH) S_Z + L_{z−1} (the second term for j > 0), formed as KV is staged, and
+//           O_z = diag(λ^r) A_z KV_z + ((A_z B_zᵀ) ⊙ M) C_z: M = CH, N = dv, K = dk, then K = CH
 // with M_ij = λ^(i−j) for i ≥ j, else 0. STATE with p.final_state = 1 runs on the last chunk (m rows) and
 // writes the prefill state decayed to the last row, kv_{T−1} = λ^(m−1) KV_last + Σ_r λ^(m−1−r) B_rᵀ C_r.
 //
@@ -15,10 +19,12 @@
 // block's rows 8ty..8ty+7 at keys 4tx..4tx+3 (8 vec4). One loop over dk, 8 columns at a time, stages A and B
 // k-major (As[k][row], Bs[k][key]) and the rows of KV (Ys[k][col]); per column it reads 5 vec4 from
 // workgroup memory for 96 FMAs, feeding both the inter product A·KV and the score block A·Bᵀ. The masked,
-// decayed score block goes to workgroup memory k-major (Ps[key][row]); a second loop over the chunk's keys
+// decayed score block goes to workgroup memory k-major (Ps[key][row], rows skewed by key / 4 so that the
+// stores of a quarter warp hit distinct banks); a second loop over the chunk's keys
 // stages C and adds P·C, skipping key tiles right of the invocation's rows (the mask is zero there).
 // STATE: 256 invocations own a 128 × 128 tile of D with 8×8 outputs each, the tiling of matmul.wgsl with
-// K = the chunk's rows; the writer decay λ^(CH−r) scales the C rows as they are staged.
+// K = the chunk's rows, walking the G chunks of its group with the accumulators carried (× λ^CH between
+// chunks); the writer decay λ^(CH−r) scales the C rows as they are staged.
 //
 // Decay factors as in lightning.wgsl: em1[r] = expm1(−s·r) (accurate at the last layer's tiny rates) applied
 // as x·λ^r = fma(x, em1[r], x).
@@ -41,8 +47,9 @@ struct Params {
   nchunks: u32,     // chunks per head: ⌈T / CH⌉
   z0: u32,          // chunk of workgroup y = 0
   reverse: u32,     // 1: logical row i is stored at row T − 1 − i
-  init: u32,        // 1: kv_in holds the state at each chunk's first row (else the state is zero)
-  final_state: u32, // STATE: 1 = the prefill state of the last chunk to kv_out [head], else D_z to slot z
+  init: u32,        // 1: kv_in holds the scanned states (else the state is zero: one chunk)
+  final_state: u32, // STATE: 1 = the prefill state of the last chunk to kv_out [head], else L_z to slot z
+  group: u32,       // G: chunks per group
 }
 
 @group(0) @binding(0) var<storage, read> slopes: array<f32>;        // slopes: [H] f32 (rate s; λ = e^−s)
@@ -109,6 +116,17 @@ fn expm1_neg(x: f32) -> f32 {
   return exp(x) - 1.0;
 }
 
+// λ^(j·CH) − 1 for the j-th chunk of a group (j·CH may exceed the em1 table).
+fn group_em1(s: f32, j: u32) -> f32 {
+  return expm1_neg(-s * f32(j * CH));
+}
+
+// Element offset of the state of group Z (its scanned start) inside a head's slots.
+fn group_slot(z: u32) -> u32 {
+  let g = z / p.group;
+  return min(g * p.group + p.group - 1u, p.nchunks - 1u) * p.dk * p.dv;
+}
+
 // Stored row of logical row i (< T).
 fn phys(i: u32) -> u32 {
   return select(i, p.T - 1u - i, p.reverse != 0u);
@@ -157,11 +175,24 @@ fn row4_kv(at: u32, col: u32, n: u32) -> vec4<f32> {
 #endif
 }
 
+// The state at a chunk's first row, elements [col, col + 4) of the row at offset `at` of its slots:
+// λ^(j·CH) S_Z + L_{z−1} (gdec = λ^(j·CH) − 1; the second term only for j > 0, at offset l).
+fn state4(s_at: u32, l_at: u32, col: u32, n: u32, mix: bool, gdec: f32) -> vec4<f32> {
+  let x = row4_kv(s_at, col, n);
+  if (!mix) { return x; }
+  return fma(x, vec4<f32>(gdec), x) + row4_kv(l_at, col, n);
+}
+
 #if OUT
 var<workgroup> As: array<vec4<f32>, 128>;  // [k: 8][row: 64 as 16 × vec4]
 var<workgroup> Bs: array<vec4<f32>, 128>;  // [k: 8][key: 64 as 16 × vec4]
 var<workgroup> Ys: array<vec4<f32>, 256>;  // [k: 8][col: 128 as 32 × vec4]: rows of KV, then of C
-var<workgroup> Ps: array<vec4<f32>, 1024>; // [key: 64][row: 64 as 16 × vec4]: (A Bᵀ) ⊙ M
+var<workgroup> Ps: array<vec4<f32>, 1024>; // [key: 64][row: 64 as 16 × vec4, skewed]: (A Bᵀ) ⊙ M
+
+// Where rows 4·r4..4·r4+3 at key j of the score block live.
+fn ps_at(j: u32, r4: u32) -> u32 {
+  return j * 16u + ((r4 + j / 4u) & 15u);
+}
 
 fn row4_a(at: u32, col: u32) -> vec4<f32> {
 #if VEC_K
@@ -215,9 +246,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let b_head = p.b_base + head * p.T * p.dk;
   let c_head = p.c_base + head * p.T * p.dv;
   let o_head = p.out_base + head * p.T * p.dv;
-  let kv_slot = p.kv_base + (head * p.nchunks + z) * p.dk * p.dv;
-  // Chunk 0 starts from the zero state.
+  // The state at the chunk's first row: λ^(j·CH) S_Z + L_{z−1} (chunk 0 starts from zero).
   let has_kv = p.init != 0u && z > 0u;
+  let head_slots = p.kv_base + head * p.nchunks * p.dk * p.dv;
+  let s_slot = head_slots + group_slot(z);
+  let l_slot = head_slots + (max(z, 1u) - 1u) * p.dk * p.dv;
+  let mix = z % p.group != 0u;
+  let gdec = group_em1(s, z % p.group);
 
   // Staging of A and B: invocation t fetches 4 consecutive columns of row t / 2.
   let lr = t / 2u;
@@ -228,7 +263,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   // Staging of KV rows: non-transposed, vec4 t and t + 128 of the [8][128] tile (row i / 32, columns
   // 4·(i % 32)..); transposed, column t of the tile, 8 consecutive elements of stored row col0 + t.
 #if TRANS_KV
-  let kv_row = kv_slot + (col0 + t) * p.dk;
+  let kv_row = (col0 + t) * p.dk;
   let kv_live = col0 + t < p.dv;
 #else
   let y_col = col0 + 4u * (t % 32u);
@@ -256,12 +291,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   if (has_kv) {
 #if TRANS_KV
     if (kv_live) {
-      ry0 = row4_kv(kv_row, 0u, p.dk);
-      ry1 = row4_kv(kv_row, 4u, p.dk);
+      ry0 = state4(s_slot + kv_row, l_slot + kv_row, 0u, p.dk, mix, gdec);
+      ry1 = state4(s_slot + kv_row, l_slot + kv_row, 4u, p.dk, mix, gdec);
     }
 #else
-    if (y_k < p.dk) { ry0 = row4_kv(kv_slot + y_k * p.dv, y_col, p.dv); }
-    if (y_k + 4u < p.dk) { ry1 = row4_kv(kv_slot + (y_k + 4u) * p.dv, y_col, p.dv); }
+    if (y_k < p.dk) {
+      ry0 = state4(s_slot + y_k * p.dv, l_slot + y_k * p.dv, y_col, p.dv, mix, gdec);
+    }
+    if (y_k + 4u < p.dk) {
+      ry1 = state4(s_slot + (y_k + 4u) * p.dv, l_slot + (y_k + 4u) * p.dv, y_col, p.dv, mix, gdec);
+    }
 #endif
   }
   for (var kt = 0u; kt < ktiles; kt++) {
@@ -298,14 +337,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       if (has_kv) {
 #if TRANS_KV
         if (kv_live) {
-          ry0 = row4_kv(kv_row, k0, p.dk);
-          ry1 = row4_kv(kv_row, k0 + 4u, p.dk);
+          ry0 = state4(s_slot + kv_row, l_slot + kv_row, k0, p.dk, mix, gdec);
+          ry1 = state4(s_slot + kv_row, l_slot + kv_row, k0 + 4u, p.dk, mix, gdec);
         }
 #else
         ry0 = vec4<f32>(0.0);
         ry1 = vec4<f32>(0.0);
-        if (k0 + y_k < p.dk) { ry0 = row4_kv(kv_slot + (k0 + y_k) * p.dv, y_col, p.dv); }
-        if (k0 + y_k + 4u < p.dk) { ry1 = row4_kv(kv_slot + (k0 + y_k + 4u) * p.dv, y_col, p.dv); }
+        let r0 = (k0 + y_k) * p.dv;
+        let r1 = (k0 + y_k + 4u) * p.dv;
+        if (k0 + y_k < p.dk) { ry0 = state4(s_slot + r0, l_slot + r0, y_col, p.dv, mix, gdec); }
+        if (k0 + y_k + 4u < p.dk) { ry1 = state4(s_slot + r1, l_slot + r1, y_col, p.dv, mix, gdec); }
 #endif
       }
     }
@@ -355,14 +396,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   // The masked, decayed score block, k-major for the product with C.
   let j0 = 4u * tx;
   let pr = 2u * ty;
-  Ps[(j0 + 0u) * 16u + pr] = mask4(p00, i0, j0);
-  Ps[(j0 + 0u) * 16u + pr + 1u] = mask4(p01, i0 + 4u, j0);
-  Ps[(j0 + 1u) * 16u + pr] = mask4(p10, i0, j0 + 1u);
-  Ps[(j0 + 1u) * 16u + pr + 1u] = mask4(p11, i0 + 4u, j0 + 1u);
-  Ps[(j0 + 2u) * 16u + pr] = mask4(p20, i0, j0 + 2u);
-  Ps[(j0 + 2u) * 16u + pr + 1u] = mask4(p21, i0 + 4u, j0 + 2u);
-  Ps[(j0 + 3u) * 16u + pr] = mask4(p30, i0, j0 + 3u);
-  Ps[(j0 + 3u) * 16u + pr + 1u] = mask4(p31, i0 + 4u, j0 + 3u);
+  Ps[ps_at(j0, pr)] = mask4(p00, i0, j0);
+  Ps[ps_at(j0, pr + 1u)] = mask4(p01, i0 + 4u, j0);
+  Ps[ps_at(j0 + 1u, pr)] = mask4(p10, i0, j0 + 1u);
+  Ps[ps_at(j0 + 1u, pr + 1u)] = mask4(p11, i0 + 4u, j0 + 1u);
+  Ps[ps_at(j0 + 2u, pr)] = mask4(p20, i0, j0 + 2u);
+  Ps[ps_at(j0 + 2u, pr + 1u)] = mask4(p21, i0 + 4u, j0 + 2u);
+  Ps[ps_at(j0 + 3u, pr)] = mask4(p30, i0, j0 + 3u);
+  Ps[ps_at(j0 + 3u, pr + 1u)] = mask4(p31, i0 + 4u, j0 + 3u);
 
   // ---- intra product P·C over the chunk's keys, 8 at a time. Staging: vec4 t and t + 128 of the [8][128]
   // tile of C rows (row i / 32, columns 4·(i % 32)..).
@@ -387,8 +428,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     if (kt <= ty) { // keys 8kt.. ≤ rows 8ty + 7: the tiles right of them are masked to zero
       for (var k = 0u; k < 8u; k++) {
         let j = kt * 8u + k;
-        let q0 = Ps[j * 16u + pr];
-        let q1 = Ps[j * 16u + pr + 1u];
+        let q0 = Ps[ps_at(j, pr)];
+        let q1 = Ps[ps_at(j, pr + 1u)];
         let y0 = Ys[k * 32u + tx];
         let y1 = Ys[k * 32u + 16u + tx];
         o00 = fma(vec4<f32>(q0.x), y0, o00); o01 = fma(vec4<f32>(q0.x), y1, o01);
@@ -419,29 +460,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 var<workgroup> Xs: array<vec4<f32>, 256>; // [k: 8][dk row: 128 as 32 × vec4]: B rows
 var<workgroup> Ys: array<vec4<f32>, 256>; // [k: 8][dv col: 128 as 32 × vec4]: decayed C rows
 
-// D (+ λ^E·kv_in when adding) at row r, columns col..col+3 of the tile, into kv_out.
-fn store4(out: u32, kin: u32, r: u32, col: u32, acc: vec4<f32>, add: bool, decay: f32) {
+// acc (+ λ^E·KV_last when adding, KV_last = λ^(j·CH) S_Z + L_{z−1}) at row r, columns col..col+3 of the
+// tile, into kv_out at `out`.
+fn store4(out: u32, r: u32, col: u32, acc: vec4<f32>, st: StateIn) {
   if (r >= p.dk || col >= p.dv) { return; }
   let at = r * p.dv + col;
 #if VEC_S
   var v = acc;
-  if (add) {
-    let x = kv_in[(kin + at) >> 2u];
-    v = fma(x, vec4<f32>(decay), x) + acc;
+  if (st.add) {
+    var x = kv_in[(st.s_at + at) >> 2u];
+    if (st.mix) { x = fma(x, vec4<f32>(st.gdec), x) + kv_in[(st.l_at + at) >> 2u]; }
+    v = fma(x, vec4<f32>(st.decay), x) + acc;
   }
   kv_out[(out + at) >> 2u] = v;
 #else
   for (var c = 0u; c < 4u; c++) {
     if (col + c < p.dv) {
       var v = acc[c];
-      if (add) {
-        let x = kv_in[kin + at + c];
-        v = fma(x, decay, x) + v;
+      if (st.add) {
+        var x = kv_in[st.s_at + at + c];
+        if (st.mix) { x = fma(x, st.gdec, x) + kv_in[st.l_at + at + c]; }
+        v = fma(x, st.decay, x) + v;
       }
       kv_out[out + at + c] = v;
     }
   }
 #endif
+}
+
+// What the final state adds to the last chunk's own part (see store4).
+struct StateIn {
+  add: bool,
+  mix: bool,
+  s_at: u32,
+  l_at: u32,
+  gdec: f32,
+  decay: f32,
 }
 
 @compute @workgroup_size(256)
@@ -451,29 +505,40 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let tiles_n = (p.dv + 127u) / 128u;
   let n0 = (wg.x % tiles_n) * 128u;
   let m0 = (wg.x / tiles_n) * 128u;
-  let z = p.z0 + wg.y;
   let head = wg.z;
   let s = slopes[(p.head0 + head) % p.H];
   if (t <= CH) { em1[t] = expm1_neg(-s * f32(t)); }
   workgroupBarrier();
 
-  let row0 = z * CH;
-  let m = min(CH, p.T - row0);
   let fin = p.final_state != 0u;
+  // Chunks of this workgroup: the group's chunks before the last chunk of the sequence (all full), or
+  // the last chunk (m rows) for the final state.
+  let z_first = p.z0 + wg.y * p.group;
+  let count = select(min(p.group, p.nchunks - 1u - z_first), 1u, fin);
+  let row0 = z_first * CH;
+  let m = min(CH, p.T - row0);
   // Writer decay λ^(E − r): to the next chunk's first row (E = CH), or to the last row (E = m − 1).
   let E = select(CH, m - 1u, fin);
   let b_head = p.b_base + head * p.T * p.dk;
   let c_head = p.c_base + head * p.T * p.dv;
+  let slots = p.out_base + head * p.nchunks * p.dk * p.dv;
+  let decay_chunk = vec4<f32>(em1[CH]);
 
   var c00 = vec4<f32>(0.0); var c01 = vec4<f32>(0.0); var c02 = vec4<f32>(0.0); var c03 = vec4<f32>(0.0);
   var c04 = vec4<f32>(0.0); var c05 = vec4<f32>(0.0); var c06 = vec4<f32>(0.0); var c07 = vec4<f32>(0.0);
   var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0); var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0);
   var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0); var c16 = vec4<f32>(0.0); var c17 = vec4<f32>(0.0);
+  let r0 = m0 + ty * 4u;
+  let r1 = m0 + 64u + ty * 4u;
+  let q0 = n0 + tx * 4u;
+  let q1 = n0 + 64u + tx * 4u;
 
-  // Staging: invocation t fetches 4 columns (4·(t % 32)..) of chunk row kt·8 + t / 32 from B and from C.
+  // Staging: invocation t fetches 4 columns (4·(t % 32)..) of row 8·i + t / 32 of the chunks' rows from B
+  // and from C, for step i over the chunks' 8-row tiles (all chunks but a final one have CH rows).
   let lcol = 4u * (t % 32u);
   let lrow = t / 32u;
-  let ktiles = (m + 7u) / 8u;
+  let per_chunk = (m + 7u) / 8u;
+  let steps = count * per_chunk;
   var rx = vec4<f32>(0.0);
   var ry = vec4<f32>(0.0);
   if (lrow < m) {
@@ -482,16 +547,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     ry = row4_c(c_head + at * p.dv, n0 + lcol);
     ry = fma(ry, vec4<f32>(em1[E - lrow]), ry);
   }
-  for (var kt = 0u; kt < ktiles; kt++) {
+  let none = StateIn(false, false, 0u, 0u, 0.0, 0.0);
+  for (var i = 0u; i < steps; i++) {
     Xs[t] = rx;
     Ys[t] = ry;
     workgroupBarrier();
-    if (kt + 1u < ktiles) {
-      let r = (kt + 1u) * 8u + lrow;
+    if (i + 1u < steps) {
+      let ci = (i + 1u) / per_chunk;
+      let r = ((i + 1u) % per_chunk) * 8u + lrow;
       rx = vec4<f32>(0.0);
       ry = vec4<f32>(0.0);
       if (r < m) {
-        let at = phys(row0 + r);
+        let at = phys(row0 + ci * CH + r);
         rx = row4_b(b_head + at * p.dk, m0 + lcol);
         ry = row4_c(c_head + at * p.dv, n0 + lcol);
         ry = fma(ry, vec4<f32>(em1[E - r]), ry);
@@ -512,24 +579,49 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       c16 = fma(vec4<f32>(a1.z), b1, c16); c17 = fma(vec4<f32>(a1.w), b1, c17);
     }
     workgroupBarrier();
+    if (!fin && (i + 1u) % per_chunk == 0u) {
+      // End of chunk z: L_z to its slot, then decay the sum to the next chunk's first row.
+      let out = slots + (z_first + i / per_chunk) * p.dk * p.dv;
+      store4(out, r0, q0, c00, none); store4(out, r0 + 1u, q0, c01, none);
+      store4(out, r0 + 2u, q0, c02, none); store4(out, r0 + 3u, q0, c03, none);
+      store4(out, r1, q0, c04, none); store4(out, r1 + 1u, q0, c05, none);
+      store4(out, r1 + 2u, q0, c06, none); store4(out, r1 + 3u, q0, c07, none);
+      store4(out, r0, q1, c10, none); store4(out, r0 + 1u, q1, c11, none);
+      store4(out, r0 + 2u, q1, c12, none); store4(out, r0 + 3u, q1, c13, none);
+      store4(out, r1, q1, c14, none); store4(out, r1 + 1u, q1, c15, none);
+      store4(out, r1 + 2u, q1, c16, none); store4(out, r1 + 3u, q1, c17, none);
+      c00 = fma(c00, decay_chunk, c00); c01 = fma(c01, decay_chunk, c01);
+      c02 = fma(c02, decay_chunk, c02); c03 = fma(c03, decay_chunk, c03);
+      c04 = fma(c04, decay_chunk, c04); c05 = fma(c05, decay_chunk, c05);
+      c06 = fma(c06, decay_chunk, c06); c07 = fma(c07, decay_chunk, c07);
+      c10 = fma(c10, decay_chunk, c10); c11 = fma(c11, decay_chunk, c11);
+      c12 = fma(c12, decay_chunk, c12); c13 = fma(c13, decay_chunk, c13);
+      c14 = fma(c14, decay_chunk, c14); c15 = fma(c15, decay_chunk, c15);
+      c16 = fma(c16, decay_chunk, c16); c17 = fma(c17, decay_chunk, c17);
+    }
   }
 
-  let slot = select(head * p.nchunks + z, head, fin);
-  let out = p.out_base + slot * p.dk * p.dv;
-  let kin = p.kv_base + (head * p.nchunks + z) * p.dk * p.dv;
-  let add = fin && p.init != 0u;
-  let decay = em1[E];
-  let r0 = m0 + ty * 4u;
-  let r1 = m0 + 64u + ty * 4u;
-  let q0 = n0 + tx * 4u;
-  let q1 = n0 + 64u + tx * 4u;
-  store4(out, kin, r0, q0, c00, add, decay); store4(out, kin, r0 + 1u, q0, c01, add, decay);
-  store4(out, kin, r0 + 2u, q0, c02, add, decay); store4(out, kin, r0 + 3u, q0, c03, add, decay);
-  store4(out, kin, r1, q0, c04, add, decay); store4(out, kin, r1 + 1u, q0, c05, add, decay);
-  store4(out, kin, r1 + 2u, q0, c06, add, decay); store4(out, kin, r1 + 3u, q0, c07, add, decay);
-  store4(out, kin, r0, q1, c10, add, decay); store4(out, kin, r0 + 1u, q1, c11, add, decay);
-  store4(out, kin, r0 + 2u, q1, c12, add, decay); store4(out, kin, r0 + 3u, q1, c13, add, decay);
-  store4(out, kin, r1, q1, c14, add, decay); store4(out, kin, r1 + 1u, q1, c15, add, decay);
-  store4(out, kin, r1 + 2u, q1, c16, add, decay); store4(out, kin, r1 + 3u, q1, c17, add, decay);
+  if (fin) {
+    // kv_{T−1} = λ^(m−1) KV_last + the last chunk's own part, KV_last = λ^(j·CH) S_Z + L_{z−1}.
+    let z = z_first;
+    let head_slots = p.kv_base + head * p.nchunks * p.dk * p.dv;
+    let st = StateIn(
+      p.init != 0u,
+      z % p.group != 0u,
+      head_slots + group_slot(z),
+      head_slots + (max(z, 1u) - 1u) * p.dk * p.dv,
+      group_em1(s, z % p.group),
+      em1[E],
+    );
+    let out = p.out_base + head * p.dk * p.dv;
+    store4(out, r0, q0, c00, st); store4(out, r0 + 1u, q0, c01, st);
+    store4(out, r0 + 2u, q0, c02, st); store4(out, r0 + 3u, q0, c03, st);
+    store4(out, r1, q0, c04, st); store4(out, r1 + 1u, q0, c05, st);
+    store4(out, r1 + 2u, q0, c06, st); store4(out, r1 + 3u, q0, c07, st);
+    store4(out, r0, q1, c10, st); store4(out, r0 + 1u, q1, c11, st);
+    store4(out, r0 + 2u, q1, c12, st); store4(out, r0 + 3u, q1, c13, st);
+    store4(out, r1, q1, c14, st); store4(out, r1 + 1u, q1, c15, st);
+    store4(out, r1 + 2u, q1, c16, st); store4(out, r1 + 3u, q1, c17, st);
+  }
 }
 #endif

@@ -199,7 +199,8 @@ const DIMS: [number, number][] = [[16, 16], [32, 16], [64, 64], [128, 128], [256
 
 // The same grid for every variant, at T around its block or chunk length (one, a partial one, several).
 const GRID: [LightningOptions, string, number][] = [
-  [{ variant: "chunked" }, "chunked variant (chunks of 64 rows)", 64],
+  [{ variant: "chunked", chunkGroup: 1 }, "chunked variant (chunks of 64 rows)", 64],
+  [{ variant: "chunked", chunkGroup: 3 }, "chunked variant, states of 3 chunks per scan step", 64],
   [{ variant: "sequential" }, "sequential variant (blocks of 32 rows)", 32],
   [{ variant: "parallel", chunkRows: 64 }, "block-parallel variant, with chunks of 64 rows", 64],
 ];
@@ -213,7 +214,10 @@ for (const [opts, name, rows] of GRID) {
       for (const [d, e] of DIMS) {
         for (const T of [1, 7, rows - 1, rows, rows + 1, 300]) {
           const dims = { B: 1, H: 3, T, d, e };
-          await checkAll(gpu, inputs(dims, RATES, seed++), opts, `${opts.variant} d=${d} e=${e} T=${T}`);
+          const label = `${opts.variant}${
+            opts.chunkGroup ? ` G=${opts.chunkGroup}` : ""
+          } d=${d} e=${e} T=${T}`;
+          await checkAll(gpu, inputs(dims, RATES, seed++), opts, label);
         }
       }
       lightningReleaseScratch(gpu);
@@ -263,9 +267,14 @@ Deno.test(
     const x = inputs(dims, [s], 400);
     const rec = lightningRecurrenceRef(x.hq, x.hk, x.hv, x.hs, dims);
     const grads = lightningRecurrenceBackwardRef(x.hq, x.hk, x.hv, x.hdo, x.hs, dims);
-    for (const variant of VARIANTS) {
-      const r = await runAll(gpu, x, { variant });
-      const label = `T=4099 ${variant}`;
+    for (
+      const opts of [...VARIANTS.map((variant) => ({ variant })), {
+        variant: "chunked",
+        chunkGroup: 8,
+      }] as const
+    ) {
+      const r = await runAll(gpu, x, opts);
+      const label = `T=4099 ${JSON.stringify(opts)}`;
       assertClose(r.o, rec.o, REL, `${label}: o`);
       assertClose(r.state, rec.state, REL, `${label}: state`);
       assertClose(r.dq, grads.dq, REL, `${label}: dq`);
@@ -320,6 +329,12 @@ Deno.test(
     assert.equal(long.chunks, 65536 / LIGHTNING_CHUNK_ROWS);
     assert.equal(long.headsPerGroup, 8);
     assert.equal(lightningPlan(h200, { ...many, B: 4 }).headsPerGroup, 64); // T = 4K: one group
+    // G = 8 chunks per scan step while the state products keep ≥ 1056 workgroups (64 heads × 32 at 16K),
+    // none at the training shape (32 heads × 31 chunks).
+    assert.equal(lightningPlan(gpu, { ...few, T: 16384 }).chunkGroup, 8);
+    assert.equal(lightningPlan(gpu, { B: 4, H: 8, T: 2048, d: 128, e: 128 }).chunkGroup, 1);
+    assert.equal(lightningPlan(gpu, { B: 4, H: 8, T: 2048, d: 256, e: 128 }).chunkGroup, 1);
+    assert.equal(lightningPlan(gpu, { B: 4, H: 8, T: 8192, d: 128, e: 128 }).chunkGroup, 2);
     assert.equal(lightningScratchElements(h200, many), 2 * 128 * 64 * 128 * 128); // 128 of 256 heads: 1 GiB
     assert.equal(lightningScratchElements(gpu, { ...many, T: 64 }), 0); // one chunk: no states
     // Elsewhere the block variants, by the number of workgroups.
