@@ -65,11 +65,12 @@ export const LIGHTNING_CHUNKED_SCRATCH_BYTES = 1 << 30;
  * LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS workgroups: the scan then reads and writes 1/G of the chunk states.
  */
 export const LIGHTNING_MAX_CHUNK_GROUP = 8;
-/** Four waves of two 256-invocation workgroups per SM of the H200. */
-export const LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS = 8 * LIGHTNING_SM_COUNT;
+/** About four waves of two 256-invocation workgroups per SM of the H200 (4 × 2 × 132 = 1056). */
+export const LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS = 1024;
 export const LIGHTNING_CHUNKED_WORKGROUP_BYTES = 4 * (65 + 4 * (128 + 128 + 256 + 1024));
 
 export type LightningVariant = "auto" | "chunked" | "sequential" | "parallel";
+export type ChunkedForm = "fused" | "split";
 
 export interface LightningShape {
   /** Batch, heads, sequence length, head dims of q/k (d) and v/o (e). */
@@ -92,6 +93,11 @@ export interface LightningOptions {
   chunkRows?: number;
   /** Chunks per state workgroup of the chunked variant (G); default from the shape. */
   chunkGroup?: number;
+  /**
+   * Output kernel of the chunked variant: "fused" (default) computes the score block in the same loop over
+   * dk as the inter product; "split" in a pass of its own (fewer live registers, A staged twice).
+   */
+  chunkedForm?: ChunkedForm;
   /**
    * Scratch for the chunked and parallel variants (≥ lightningScratchElements() f32); default: cached per
    * device.
@@ -609,20 +615,6 @@ interface ChunkedPlan {
 function chunkedPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {}): ChunkedPlan {
   const { T, d, e } = shape;
   const nchunks = Math.ceil(T / LIGHTNING_CHUNK_ROWS);
-  let chunkGroup = 1;
-  if (opts.chunkGroup !== undefined) {
-    if (!Number.isInteger(opts.chunkGroup) || opts.chunkGroup < 1) {
-      throw new TnlError("internal", `lightning: chunk group ${opts.chunkGroup}, expected an integer ≥ 1`);
-    }
-    chunkGroup = opts.chunkGroup;
-  } else {
-    // The largest G ≤ LIGHTNING_MAX_CHUNK_GROUP that leaves the state products enough workgroups.
-    const perGroup = shape.B * shape.H * Math.ceil(d / 128) * Math.ceil(e / 128);
-    while (
-      2 * chunkGroup <= LIGHTNING_MAX_CHUNK_GROUP &&
-      perGroup * Math.ceil((nchunks - 1) / (2 * chunkGroup)) >= LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS
-    ) chunkGroup *= 2;
-  }
   const perHead: [string, number][] = [
     ["rows of q/k", T * d],
     ["rows of v/o", T * e],
@@ -634,14 +626,37 @@ function chunkedPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {
     // Two state sets in the backward.
     n = Math.min(n, Math.max(1, Math.floor(LIGHTNING_CHUNKED_SCRATCH_BYTES / (2 * 4 * nchunks * d * e))));
   }
-  return { nchunks, group: headsFitting(gpu, shape, n, perHead), chunkGroup };
+  const group = headsFitting(gpu, shape, n, perHead);
+  let chunkGroup = 1;
+  if (opts.chunkGroup !== undefined) {
+    if (!Number.isInteger(opts.chunkGroup) || opts.chunkGroup < 1) {
+      throw new TnlError("internal", `lightning: chunk group ${opts.chunkGroup}, expected an integer ≥ 1`);
+    }
+    chunkGroup = opts.chunkGroup;
+  } else {
+    // The largest G ≤ LIGHTNING_MAX_CHUNK_GROUP that leaves each dispatch of state products enough
+    // workgroups (tiles × heads of the dispatch × groups of chunks).
+    const perChunks = group * Math.ceil(d / 128) * Math.ceil(e / 128);
+    while (
+      2 * chunkGroup <= LIGHTNING_MAX_CHUNK_GROUP &&
+      perChunks * Math.ceil((nchunks - 1) / (2 * chunkGroup)) >= LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS
+    ) chunkGroup *= 2;
+  }
+  return { nchunks, group, chunkGroup };
 }
 
 const chunkDefs = new Map<string, KernelDef>();
-function chunkDef(out: boolean, vecK: boolean, vecV: boolean, vecS: boolean, transKv: boolean): KernelDef {
+function chunkDef(
+  out: boolean,
+  vecK: boolean,
+  vecV: boolean,
+  vecS: boolean,
+  transKv: boolean,
+  split = false,
+): KernelDef {
   const key = `lightning_chunk_${out ? "out" : "state"}${vecK ? "_vk" : ""}${vecV ? "_vv" : ""}${
     vecS ? "_vs" : ""
-  }${transKv ? "_tkv" : ""}`;
+  }${transKv ? "_tkv" : ""}${split ? "_split" : ""}`;
   let def = chunkDefs.get(key);
   if (!def) {
     const code = preprocess("lightning_chunk", chunkSource, {
@@ -650,6 +665,7 @@ function chunkDef(out: boolean, vecK: boolean, vecV: boolean, vecS: boolean, tra
       VEC_V: vecV,
       VEC_S: vecS,
       TRANS_KV: transKv,
+      SPLIT: split,
     });
     const bindings = out
       ? ["read", "read", "read", "read", "rw", "read"] as const
@@ -663,6 +679,7 @@ function chunkDef(out: boolean, vecK: boolean, vecV: boolean, vecS: boolean, tra
 /** One group of heads of a chunked call: what every dispatch of the group shares. */
 interface ChunkGroup {
   step: Step;
+  split: boolean;
   shape: LightningShape;
   slopes: TensorView;
   h0: number;
@@ -767,7 +784,7 @@ function chunkOutputs(
   const vecK = v4(dk, x.a.base, x.b.base), vecV = v4(dv, x.c.base, x.o.base);
   const vecS = v4(dk, dv, kv.base);
   g.step.dispatch(
-    gpu.kernel(chunkDef(true, vecK, vecV, vecS, transKv)),
+    gpu.kernel(chunkDef(true, vecK, vecV, vecS, transKv, g.split)),
     [g.slopes, x.a, x.b, x.c, x.o, kv],
     chunkParams(g, dk, dv, { a: x.a, b: x.b, c: x.c, out: x.o, kv: x.kv, reverse }),
     [Math.ceil(dv / 128), g.nchunks, g.nh],
@@ -814,6 +831,10 @@ function chunkedGroups(
 ) {
   const gpu = step.gpu;
   const { nchunks, group, chunkGroup } = chunkedPlan(gpu, shape, opts);
+  const form = opts.chunkedForm ?? "fused";
+  if (form !== "fused" && form !== "split") {
+    throw new TnlError("internal", `lightning: chunked form '${form}', expected fused or split`);
+  }
   const heads = shape.B * shape.H;
   const setSize = group * nchunks * shape.d * shape.e;
   let scratch: Tensor | null = null;
@@ -834,7 +855,16 @@ function chunkedGroups(
   const slopeView = slopes.view();
   for (let h0 = 0; h0 < heads; h0 += group) {
     const nh = Math.min(group, heads - h0);
-    const g: ChunkGroup = { step, shape, slopes: slopeView, h0, nh, nchunks, chunkGroup };
+    const g: ChunkGroup = {
+      step,
+      split: form === "split",
+      shape,
+      slopes: slopeView,
+      h0,
+      nh,
+      nchunks,
+      chunkGroup,
+    };
     const setElems = nh * nchunks * shape.d * shape.e;
     each(
       g,
@@ -1072,20 +1102,31 @@ function lightningShapes(quick: boolean) {
   return quick ? ATTENTION_QUICK_SHAPES : ATTENTION_BENCH_T.map((T) => ({ b: 4, h: 16, T, d: 128, e: 128 }));
 }
 
+/** A forced variant of the per-variant bench cases (with the chunked output kernel's form). */
+interface BenchForm {
+  label: string;
+  variant: Exclude<LightningVariant, "auto">;
+  chunkedForm?: ChunkedForm;
+}
+
 /**
- * Forward and forward + backward cases of one variant: `lightning-fwd` / `lightning-fwdbwd` take the variant
- * auto picks (or the shape's `variant` key); `lightning-<variant>-fwd` / `-fwdbwd` force one, so that one
- * run compares them (with --quick they run at one shape only).
+ * Forward and forward + backward cases: `lightning-fwd` / `lightning-fwdbwd` take the variant auto picks (or
+ * the shape's `variant` key); `lightning-<form>-fwd` / `-fwdbwd` force one, so that one run compares them
+ * (with --quick they run at one shape only).
  */
-function lightningCases(fixed?: Exclude<LightningVariant, "auto">): BenchCase[] {
-  const name = (what: string) => (fixed ? `lightning-${fixed}-${what}` : `lightning-${what}`);
-  const shapes = (quick: boolean) => (fixed && quick ? [ATTENTION_QUICK_SHAPES[1]] : lightningShapes(quick));
+function lightningCases(form?: BenchForm): BenchCase[] {
+  const name = (what: string) => (form ? `lightning-${form.label}-${what}` : `lightning-${what}`);
+  const shapes = (quick: boolean) => (form && quick ? [ATTENTION_QUICK_SHAPES[1]] : lightningShapes(quick));
+  const inputs = (gpu: Gpu, shape: Record<string, number | string>, seed: number) => ({
+    ...attentionInputs(gpu, shape, seed, form?.variant),
+    chunkedForm: form?.chunkedForm,
+  });
   return [{
     name: name("fwd"),
     group: "kernels",
     shapes,
     setup(gpu, shape) {
-      const x = attentionInputs(gpu, shape, 11, fixed);
+      const x = inputs(gpu, shape, 11);
       const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
       return {
         encode: (step) => lightningForward(step, { ...x, o }),
@@ -1102,7 +1143,7 @@ function lightningCases(fixed?: Exclude<LightningVariant, "auto">): BenchCase[] 
     group: "kernels",
     shapes,
     setup(gpu, shape) {
-      const x = attentionInputs(gpu, shape, 12, fixed);
+      const x = inputs(gpu, shape, 12);
       const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
       const dO = randomTensor(gpu, [x.B, x.H, x.T, x.e], "bench do", 13);
       const dq = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dq");
@@ -1128,7 +1169,8 @@ function lightningCases(fixed?: Exclude<LightningVariant, "auto">): BenchCase[] 
 /** Benchmark cases: forward and forward + backward, as auto picks and per variant. */
 export const lightningBenchCases: BenchCase[] = [
   ...lightningCases(),
-  ...lightningCases("chunked"),
-  ...lightningCases("sequential"),
-  ...lightningCases("parallel"),
+  ...lightningCases({ label: "chunked", variant: "chunked", chunkedForm: "fused" }),
+  ...lightningCases({ label: "chunked-split", variant: "chunked", chunkedForm: "split" }),
+  ...lightningCases({ label: "sequential", variant: "sequential" }),
+  ...lightningCases({ label: "parallel", variant: "parallel" }),
 ];

@@ -208,6 +208,73 @@ fn row4_a(at: u32, col: u32) -> vec4<f32> {
 #endif
 }
 
+// Where the chunk's state comes from: λ^(j·CH) S_Z + L_{z−1} (see state4).
+struct StateSrc {
+  s: u32,
+  l: u32,
+  mix: bool,
+  gdec: f32,
+}
+
+struct Pair {
+  lo: vec4<f32>,
+  hi: vec4<f32>,
+}
+
+// Invocation t's share of the [8][128] state tile of the dk step starting at k0. Non-transposed: vec4 t and
+// t + 128 of the tile (row i / 32, columns 4·(i % 32)..); transposed: column t of the tile, 8 consecutive
+// elements of stored row col0 + t.
+fn fetch_kv(t: u32, col0: u32, k0: u32, src: StateSrc) -> Pair {
+  var r = Pair(vec4<f32>(0.0), vec4<f32>(0.0));
+#if TRANS_KV
+  if (col0 + t < p.dv) {
+    let row = (col0 + t) * p.dk;
+    r.lo = state4(src.s + row, src.l + row, k0, p.dk, src.mix, src.gdec);
+    r.hi = state4(src.s + row, src.l + row, k0 + 4u, p.dk, src.mix, src.gdec);
+  }
+#else
+  let col = col0 + 4u * (t % 32u);
+  let k = k0 + t / 32u;
+  if (k < p.dk) { r.lo = state4(src.s + k * p.dv, src.l + k * p.dv, col, p.dv, src.mix, src.gdec); }
+  if (k + 4u < p.dk) {
+    let at = (k + 4u) * p.dv;
+    r.hi = state4(src.s + at, src.l + at, col, p.dv, src.mix, src.gdec);
+  }
+#endif
+  return r;
+}
+
+fn stash_kv(t: u32, r: Pair) {
+#if TRANS_KV
+  Ys[0u * 32u + t / 4u][t % 4u] = r.lo.x;
+  Ys[1u * 32u + t / 4u][t % 4u] = r.lo.y;
+  Ys[2u * 32u + t / 4u][t % 4u] = r.lo.z;
+  Ys[3u * 32u + t / 4u][t % 4u] = r.lo.w;
+  Ys[4u * 32u + t / 4u][t % 4u] = r.hi.x;
+  Ys[5u * 32u + t / 4u][t % 4u] = r.hi.y;
+  Ys[6u * 32u + t / 4u][t % 4u] = r.hi.z;
+  Ys[7u * 32u + t / 4u][t % 4u] = r.hi.w;
+#else
+  Ys[t] = r.lo;
+  Ys[t + 128u] = r.hi;
+#endif
+}
+
+// Columns lk..lk+3 of chunk row lr, k-major.
+fn stash_a(lr: u32, lk: u32, x: vec4<f32>) {
+  As[(lk + 0u) * 16u + lr / 4u][lr % 4u] = x.x;
+  As[(lk + 1u) * 16u + lr / 4u][lr % 4u] = x.y;
+  As[(lk + 2u) * 16u + lr / 4u][lr % 4u] = x.z;
+  As[(lk + 3u) * 16u + lr / 4u][lr % 4u] = x.w;
+}
+
+fn stash_b(lr: u32, lk: u32, x: vec4<f32>) {
+  Bs[(lk + 0u) * 16u + lr / 4u][lr % 4u] = x.x;
+  Bs[(lk + 1u) * 16u + lr / 4u][lr % 4u] = x.y;
+  Bs[(lk + 2u) * 16u + lr / 4u][lr % 4u] = x.z;
+  Bs[(lk + 3u) * 16u + lr / 4u][lr % 4u] = x.w;
+}
+
 // Rows i..i+3 at key j of the score block, masked (j > row → 0) and decayed by λ^(row − j).
 fn mask4(v: vec4<f32>, i: u32, j: u32) -> vec4<f32> {
   var out = vec4<f32>(0.0);
@@ -260,15 +327,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let l_live = lr < m;
   let a_row = a_head + phys(row0 + lr) * p.dk;
   let b_row = b_head + phys(row0 + lr) * p.dk;
-  // Staging of KV rows: non-transposed, vec4 t and t + 128 of the [8][128] tile (row i / 32, columns
-  // 4·(i % 32)..); transposed, column t of the tile, 8 consecutive elements of stored row col0 + t.
-#if TRANS_KV
-  let kv_row = (col0 + t) * p.dk;
-  let kv_live = col0 + t < p.dv;
-#else
-  let y_col = col0 + 4u * (t % 32u);
-  let y_k = t / 32u; // rows y_k and y_k + 4 of the tile
-#endif
+  let src = StateSrc(s_slot, l_slot, mix, gdec);
 
   var o00 = vec4<f32>(0.0); var o01 = vec4<f32>(0.0); var o10 = vec4<f32>(0.0); var o11 = vec4<f32>(0.0);
   var o20 = vec4<f32>(0.0); var o21 = vec4<f32>(0.0); var o30 = vec4<f32>(0.0); var o31 = vec4<f32>(0.0);
@@ -278,55 +337,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   var p00 = vec4<f32>(0.0); var p01 = vec4<f32>(0.0); var p10 = vec4<f32>(0.0); var p11 = vec4<f32>(0.0);
   var p20 = vec4<f32>(0.0); var p21 = vec4<f32>(0.0); var p30 = vec4<f32>(0.0); var p31 = vec4<f32>(0.0);
 
-  // ---- inter product A·KV and score block A·Bᵀ, 8 columns of dk per step (next step in registers).
   let ktiles = (p.dk + 7u) / 8u;
   var ra = vec4<f32>(0.0);
   var rb = vec4<f32>(0.0);
-  var ry0 = vec4<f32>(0.0);
-  var ry1 = vec4<f32>(0.0);
   if (l_live) {
     ra = row4_a(a_row, lk);
     rb = row4_b(b_row, lk);
   }
-  if (has_kv) {
-#if TRANS_KV
-    if (kv_live) {
-      ry0 = state4(s_slot + kv_row, l_slot + kv_row, 0u, p.dk, mix, gdec);
-      ry1 = state4(s_slot + kv_row, l_slot + kv_row, 4u, p.dk, mix, gdec);
-    }
-#else
-    if (y_k < p.dk) {
-      ry0 = state4(s_slot + y_k * p.dv, l_slot + y_k * p.dv, y_col, p.dv, mix, gdec);
-    }
-    if (y_k + 4u < p.dk) {
-      ry1 = state4(s_slot + (y_k + 4u) * p.dv, l_slot + (y_k + 4u) * p.dv, y_col, p.dv, mix, gdec);
-    }
-#endif
-  }
+#if SPLIT
+  // ---- score block A·Bᵀ, 8 columns of dk per step (next step in registers).
   for (var kt = 0u; kt < ktiles; kt++) {
-    As[(lk + 0u) * 16u + lr / 4u][lr % 4u] = ra.x;
-    As[(lk + 1u) * 16u + lr / 4u][lr % 4u] = ra.y;
-    As[(lk + 2u) * 16u + lr / 4u][lr % 4u] = ra.z;
-    As[(lk + 3u) * 16u + lr / 4u][lr % 4u] = ra.w;
-    Bs[(lk + 0u) * 16u + lr / 4u][lr % 4u] = rb.x;
-    Bs[(lk + 1u) * 16u + lr / 4u][lr % 4u] = rb.y;
-    Bs[(lk + 2u) * 16u + lr / 4u][lr % 4u] = rb.z;
-    Bs[(lk + 3u) * 16u + lr / 4u][lr % 4u] = rb.w;
-    if (has_kv) {
-#if TRANS_KV
-      Ys[0u * 32u + t / 4u][t % 4u] = ry0.x;
-      Ys[1u * 32u + t / 4u][t % 4u] = ry0.y;
-      Ys[2u * 32u + t / 4u][t % 4u] = ry0.z;
-      Ys[3u * 32u + t / 4u][t % 4u] = ry0.w;
-      Ys[4u * 32u + t / 4u][t % 4u] = ry1.x;
-      Ys[5u * 32u + t / 4u][t % 4u] = ry1.y;
-      Ys[6u * 32u + t / 4u][t % 4u] = ry1.z;
-      Ys[7u * 32u + t / 4u][t % 4u] = ry1.w;
-#else
-      Ys[t] = ry0;
-      Ys[t + 128u] = ry1;
-#endif
+    stash_a(lr, lk, ra);
+    stash_b(lr, lk, rb);
+    workgroupBarrier();
+    if (kt + 1u < ktiles && l_live) {
+      ra = row4_a(a_row, (kt + 1u) * 8u + lk);
+      rb = row4_b(b_row, (kt + 1u) * 8u + lk);
     }
+    for (var k = 0u; k < 8u; k++) {
+      let a0 = As[k * 16u + 2u * ty];
+      let a1 = As[k * 16u + 2u * ty + 1u];
+      let b = Bs[k * 16u + tx];
+      p00 = fma(vec4<f32>(b.x), a0, p00); p01 = fma(vec4<f32>(b.x), a1, p01);
+      p10 = fma(vec4<f32>(b.y), a0, p10); p11 = fma(vec4<f32>(b.y), a1, p11);
+      p20 = fma(vec4<f32>(b.z), a0, p20); p21 = fma(vec4<f32>(b.z), a1, p21);
+      p30 = fma(vec4<f32>(b.w), a0, p30); p31 = fma(vec4<f32>(b.w), a1, p31);
+    }
+    workgroupBarrier();
+  }
+#else
+  // ---- inter product A·KV and score block A·Bᵀ, 8 columns of dk per step (next step in registers).
+  var ry = Pair(vec4<f32>(0.0), vec4<f32>(0.0));
+  if (has_kv) { ry = fetch_kv(t, col0, 0u, src); }
+  for (var kt = 0u; kt < ktiles; kt++) {
+    stash_a(lr, lk, ra);
+    stash_b(lr, lk, rb);
+    if (has_kv) { stash_kv(t, ry); }
     workgroupBarrier();
     if (kt + 1u < ktiles) {
       let k0 = (kt + 1u) * 8u;
@@ -334,21 +380,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         ra = row4_a(a_row, k0 + lk);
         rb = row4_b(b_row, k0 + lk);
       }
-      if (has_kv) {
-#if TRANS_KV
-        if (kv_live) {
-          ry0 = state4(s_slot + kv_row, l_slot + kv_row, k0, p.dk, mix, gdec);
-          ry1 = state4(s_slot + kv_row, l_slot + kv_row, k0 + 4u, p.dk, mix, gdec);
-        }
-#else
-        ry0 = vec4<f32>(0.0);
-        ry1 = vec4<f32>(0.0);
-        let r0 = (k0 + y_k) * p.dv;
-        let r1 = (k0 + y_k + 4u) * p.dv;
-        if (k0 + y_k < p.dk) { ry0 = state4(s_slot + r0, l_slot + r0, y_col, p.dv, mix, gdec); }
-        if (k0 + y_k + 4u < p.dk) { ry1 = state4(s_slot + r1, l_slot + r1, y_col, p.dv, mix, gdec); }
-#endif
-      }
+      if (has_kv) { ry = fetch_kv(t, col0, k0, src); }
     }
     for (var k = 0u; k < 8u; k++) {
       let a0 = As[k * 16u + 2u * ty];
@@ -373,9 +405,56 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     }
     workgroupBarrier();
   }
+#endif
+
+  // The masked, decayed score block, k-major for the product with C.
+  let i0 = 8u * ty;
+  let j0 = 4u * tx;
+  let pr = 2u * ty;
+  Ps[ps_at(j0, pr)] = mask4(p00, i0, j0);
+  Ps[ps_at(j0, pr + 1u)] = mask4(p01, i0 + 4u, j0);
+  Ps[ps_at(j0 + 1u, pr)] = mask4(p10, i0, j0 + 1u);
+  Ps[ps_at(j0 + 1u, pr + 1u)] = mask4(p11, i0 + 4u, j0 + 1u);
+  Ps[ps_at(j0 + 2u, pr)] = mask4(p20, i0, j0 + 2u);
+  Ps[ps_at(j0 + 2u, pr + 1u)] = mask4(p21, i0 + 4u, j0 + 2u);
+  Ps[ps_at(j0 + 3u, pr)] = mask4(p30, i0, j0 + 3u);
+  Ps[ps_at(j0 + 3u, pr + 1u)] = mask4(p31, i0 + 4u, j0 + 3u);
+
+#if SPLIT
+  // ---- inter product A·KV, 8 columns of dk per step (the score block's registers are free now).
+  if (has_kv) {
+    var qa = vec4<f32>(0.0);
+    if (l_live) { qa = row4_a(a_row, lk); }
+    var ry = fetch_kv(t, col0, 0u, src);
+    for (var kt = 0u; kt < ktiles; kt++) {
+      stash_a(lr, lk, qa);
+      stash_kv(t, ry);
+      workgroupBarrier();
+      if (kt + 1u < ktiles) {
+        let k0 = (kt + 1u) * 8u;
+        if (l_live) { qa = row4_a(a_row, k0 + lk); }
+        ry = fetch_kv(t, col0, k0, src);
+      }
+      for (var k = 0u; k < 8u; k++) {
+        let a0 = As[k * 16u + 2u * ty];
+        let a1 = As[k * 16u + 2u * ty + 1u];
+        let y0 = Ys[k * 32u + tx];
+        let y1 = Ys[k * 32u + 16u + tx];
+        o00 = fma(vec4<f32>(a0.x), y0, o00); o01 = fma(vec4<f32>(a0.x), y1, o01);
+        o10 = fma(vec4<f32>(a0.y), y0, o10); o11 = fma(vec4<f32>(a0.y), y1, o11);
+        o20 = fma(vec4<f32>(a0.z), y0, o20); o21 = fma(vec4<f32>(a0.z), y1, o21);
+        o30 = fma(vec4<f32>(a0.w), y0, o30); o31 = fma(vec4<f32>(a0.w), y1, o31);
+        o40 = fma(vec4<f32>(a1.x), y0, o40); o41 = fma(vec4<f32>(a1.x), y1, o41);
+        o50 = fma(vec4<f32>(a1.y), y0, o50); o51 = fma(vec4<f32>(a1.y), y1, o51);
+        o60 = fma(vec4<f32>(a1.z), y0, o60); o61 = fma(vec4<f32>(a1.z), y1, o61);
+        o70 = fma(vec4<f32>(a1.w), y0, o70); o71 = fma(vec4<f32>(a1.w), y1, o71);
+      }
+      workgroupBarrier();
+    }
+  }
+#endif
 
   // Reader-side decay of the inter term: λ^i for row i = 8ty + r.
-  let i0 = 8u * ty;
   var d = vec4<f32>(em1[i0]);
   o00 = fma(o00, d, o00); o01 = fma(o01, d, o01);
   d = vec4<f32>(em1[i0 + 1u]);
@@ -393,17 +472,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   d = vec4<f32>(em1[i0 + 7u]);
   o70 = fma(o70, d, o70); o71 = fma(o71, d, o71);
 
-  // The masked, decayed score block, k-major for the product with C.
-  let j0 = 4u * tx;
-  let pr = 2u * ty;
-  Ps[ps_at(j0, pr)] = mask4(p00, i0, j0);
-  Ps[ps_at(j0, pr + 1u)] = mask4(p01, i0 + 4u, j0);
-  Ps[ps_at(j0 + 1u, pr)] = mask4(p10, i0, j0 + 1u);
-  Ps[ps_at(j0 + 1u, pr + 1u)] = mask4(p11, i0 + 4u, j0 + 1u);
-  Ps[ps_at(j0 + 2u, pr)] = mask4(p20, i0, j0 + 2u);
-  Ps[ps_at(j0 + 2u, pr + 1u)] = mask4(p21, i0 + 4u, j0 + 2u);
-  Ps[ps_at(j0 + 3u, pr)] = mask4(p30, i0, j0 + 3u);
-  Ps[ps_at(j0 + 3u, pr + 1u)] = mask4(p31, i0 + 4u, j0 + 3u);
 
   // ---- intra product P·C over the chunk's keys, 8 at a time. Staging: vec4 t and t + 128 of the [8][128]
   // tile of C rows (row i / 32, columns 4·(i % 32)..).

@@ -200,7 +200,11 @@ const DIMS: [number, number][] = [[16, 16], [32, 16], [64, 64], [128, 128], [256
 // The same grid for every variant, at T around its block or chunk length (one, a partial one, several).
 const GRID: [LightningOptions, string, number][] = [
   [{ variant: "chunked", chunkGroup: 1 }, "chunked variant (chunks of 64 rows)", 64],
-  [{ variant: "chunked", chunkGroup: 3 }, "chunked variant, states of 3 chunks per scan step", 64],
+  [
+    { variant: "chunked", chunkGroup: 3, chunkedForm: "split" },
+    "chunked variant, split output kernel, states of 3 chunks per scan step",
+    64,
+  ],
   [{ variant: "sequential" }, "sequential variant (blocks of 32 rows)", 32],
   [{ variant: "parallel", chunkRows: 64 }, "block-parallel variant, with chunks of 64 rows", 64],
 ];
@@ -329,12 +333,14 @@ Deno.test(
     assert.equal(long.chunks, 65536 / LIGHTNING_CHUNK_ROWS);
     assert.equal(long.headsPerGroup, 8);
     assert.equal(lightningPlan(h200, { ...many, B: 4 }).headsPerGroup, 64); // T = 4K: one group
-    // G = 8 chunks per scan step while the state products keep ≥ 1056 workgroups (64 heads × 32 at 16K),
-    // none at the training shape (32 heads × 31 chunks).
-    assert.equal(lightningPlan(gpu, { ...few, T: 16384 }).chunkGroup, 8);
-    assert.equal(lightningPlan(gpu, { B: 4, H: 8, T: 2048, d: 128, e: 128 }).chunkGroup, 1);
-    assert.equal(lightningPlan(gpu, { B: 4, H: 8, T: 2048, d: 256, e: 128 }).chunkGroup, 1);
-    assert.equal(lightningPlan(gpu, { B: 4, H: 8, T: 8192, d: 128, e: 128 }).chunkGroup, 2);
+    // The largest G ≤ 8 with ≥ 1024 workgroups per dispatch of state products: at 16K the scratch cap makes
+    // dispatch groups of 32 heads, × 32 groups of 8 chunks; none at the training shape (32 heads × 31 chunks × 1 tile).
+    assert.equal(lightningPlan(h200, { ...few, T: 16384 }).chunkGroup, 8);
+    assert.equal(lightningPlan(h200, { ...few, T: 16384 }).headsPerGroup, 32);
+    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 2048, d: 128, e: 128 }).chunkGroup, 1);
+    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 2048, d: 256, e: 128 }).chunkGroup, 2); // 2 tiles
+    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 8192, d: 128, e: 128 }).chunkGroup, 4);
+    assert.equal(lightningPlan(h200, { ...few, T: 65536 }).chunkGroup, 8); // 8 heads × 128 groups
     assert.equal(lightningScratchElements(h200, many), 2 * 128 * 64 * 128 * 128); // 128 of 256 heads: 1 GiB
     assert.equal(lightningScratchElements(gpu, { ...many, T: 64 }), 0); // one chunk: no states
     // Elsewhere the block variants, by the number of workgroups.
