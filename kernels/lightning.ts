@@ -91,7 +91,7 @@ export interface LightningOptions {
   blockRows?: 16 | 32 | 64;
   /** Rows per chunk of the parallel variant (a multiple of the block rows); default from the shape. */
   chunkRows?: number;
-  /** Chunks per state workgroup of the chunked variant (G); default from the shape. */
+  /** Chunks per state workgroup of the chunked variant (G, 1 … 64); default from the shape. */
   chunkGroup?: number;
   /**
    * Output kernel of the chunked variant: "fused" (default) computes the score block in the same loop over
@@ -345,7 +345,8 @@ export function chunkedUnsupported(gpu: Gpu, T: number): string | null {
       `${l.maxComputeWorkgroupStorageSize} (maxComputeWorkgroupStorageSize)`;
   }
   if (l.maxComputeInvocationsPerWorkgroup < 256) {
-    return `it needs 256 invocations per workgroup; this device allows ${l.maxComputeInvocationsPerWorkgroup}`;
+    return `it needs 256 invocations per workgroup; this device allows ` +
+      `${l.maxComputeInvocationsPerWorkgroup} (maxComputeInvocationsPerWorkgroup)`;
   }
   const chunks = Math.ceil(T / LIGHTNING_CHUNK_ROWS);
   if (chunks > l.maxComputeWorkgroupsPerDimension) {
@@ -629,8 +630,12 @@ function chunkedPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {
   const group = headsFitting(gpu, shape, n, perHead);
   let chunkGroup = 1;
   if (opts.chunkGroup !== undefined) {
-    if (!Number.isInteger(opts.chunkGroup) || opts.chunkGroup < 1) {
-      throw new TnlError("internal", `lightning: chunk group ${opts.chunkGroup}, expected an integer ≥ 1`);
+    // ≤ 64: a state workgroup's loops then stay far below llvmpipe's 65 535 iterations (~140 per chunk).
+    if (!Number.isInteger(opts.chunkGroup) || opts.chunkGroup < 1 || opts.chunkGroup > 64) {
+      throw new TnlError(
+        "internal",
+        `lightning: chunk group ${opts.chunkGroup}, expected an integer in [1, 64]`,
+      );
     }
     chunkGroup = opts.chunkGroup;
   } else {

@@ -20,11 +20,13 @@
 // k-major (As[k][row], Bs[k][key]) and the rows of KV (Ys[k][col]); per column it reads 5 vec4 from
 // workgroup memory for 96 FMAs, feeding both the inter product A·KV and the score block A·Bᵀ. The masked,
 // decayed score block goes to workgroup memory k-major (Ps[key][row], rows skewed by key / 4 so that the
-// stores of a quarter warp hit distinct banks); a second loop over the chunk's keys
-// stages C and adds P·C, skipping key tiles right of the invocation's rows (the mask is zero there).
-// STATE: 256 invocations own a 128 × 128 tile of D with 8×8 outputs each, the tiling of matmul.wgsl with
-// K = the chunk's rows, walking the G chunks of its group with the accumulators carried (× λ^CH between
-// chunks); the writer decay λ^(CH−r) scales the C rows as they are staged.
+// stores of a quarter warp hit distinct banks); a second loop over the chunk's keys stages C and adds P·C,
+// skipping key tiles right of the invocation's rows (the mask is zero there). SPLIT: the score block gets a
+// loop over dk of its own before the inter product (A staged twice; at most 16 vec4 accumulators live at a
+// time instead of 24, for more workgroups per SM).
+// STATE: 256 invocations own a 128 × 128 tile of the state with 8×8 outputs each, the tiling of
+// matmul.wgsl with K = the chunk's rows, walking the G chunks of its group with the accumulators carried
+// (× λ^CH between chunks); the writer decay λ^(CH−r) scales the C rows as they are staged.
 //
 // Decay factors as in lightning.wgsl: em1[r] = expm1(−s·r) (accurate at the last layer's tiny rates) applied
 // as x·λ^r = fma(x, em1[r], x).
@@ -68,11 +70,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> C: array<f32>;             // C: [heads, T, dv] f32 (values: v)
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;       // O: [heads, T, dv] f32
 #endif
-// kv_in: [heads, nchunks, dk, dv] f32, or [heads, nchunks, dv, dk] with TRANS_KV
+// kv_in: chunk states [heads, nchunks, dk, dv] f32, or [heads, nchunks, dv, dk] f32 with TRANS_KV
 #if VEC_S
-@group(0) @binding(5) var<storage, read> kv_in: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> kv_in: array<vec4<f32>>;   // kv_in: see above
 #else
-@group(0) @binding(5) var<storage, read> kv_in: array<f32>;
+@group(0) @binding(5) var<storage, read> kv_in: array<f32>;         // kv_in: see above
 #endif
 #else
 #if VEC_K
@@ -85,14 +87,13 @@ struct Params {
 #else
 @group(0) @binding(2) var<storage, read> C: array<f32>;             // C: [heads, T, dv] f32
 #endif
-// kv_in: [heads, nchunks, dk, dv] f32 (read by the final state)
-// kv_out: [heads, nchunks, dk, dv] f32 (contributions), or [heads, dk, dv] f32 (the final state)
+// kv_out: the sums L_z [heads, nchunks, dk, dv] f32, or the final state [heads, dk, dv] f32
 #if VEC_S
-@group(0) @binding(3) var<storage, read> kv_in: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> kv_out: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> kv_in: array<vec4<f32>>;       // kv_in: [heads, nchunks, dk, dv] f32
+@group(0) @binding(4) var<storage, read_write> kv_out: array<vec4<f32>>; // kv_out: see above
 #else
-@group(0) @binding(3) var<storage, read> kv_in: array<f32>;
-@group(0) @binding(4) var<storage, read_write> kv_out: array<f32>;
+@group(0) @binding(3) var<storage, read> kv_in: array<f32>;             // kv_in: [heads, nchunks, dk, dv] f32
+@group(0) @binding(4) var<storage, read_write> kv_out: array<f32>;       // kv_out: see above
 #endif
 #endif
 @group(1) @binding(0) var<uniform> p: Params;

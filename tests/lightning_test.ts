@@ -412,6 +412,12 @@ Deno.test("bad shapes are refused clearly", gpuTest, async () => {
     () => lightningForward(step, { B: 1, H: 1, T: 5, d: 4, e: 4, q: t, k: t, v: t, o: t, slopes: s }),
     (e) => e instanceof TnlError && e.message.includes("'t'") && e.message.includes("expected 20"),
   );
+  for (const chunkGroup of [0, 1.5, 65]) {
+    assert.throws(
+      () => lightningPlan(gpu, { B: 1, H: 1, T: 4096, d: 4, e: 4 }, { variant: "chunked", chunkGroup }),
+      (e) => e instanceof TnlError && e.message.includes(`chunk group ${chunkGroup}`),
+    );
+  }
   step.abandon();
   [t, s].forEach((x) => x.destroy());
 });
