@@ -367,13 +367,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     workgroupBarrier();
   }
 #else
-  // ---- inter product A·KV and score block A·Bᵀ, 8 columns of dk per step (next step in registers).
+  // ---- inter product A·KV and score block A·Bᵀ, 8 columns of dk per step (next step in registers). Without
+  // a state (chunk 0) zeros are staged: no branch in the inner loop.
   var ry = Pair(vec4<f32>(0.0), vec4<f32>(0.0));
   if (has_kv) { ry = fetch_kv(t, col0, 0u, src); }
   for (var kt = 0u; kt < ktiles; kt++) {
     stash_a(lr, lk, ra);
     stash_b(lr, lk, rb);
-    if (has_kv) { stash_kv(t, ry); }
+    stash_kv(t, ry);
     workgroupBarrier();
     if (kt + 1u < ktiles) {
       let k0 = (kt + 1u) * 8u;
@@ -391,18 +392,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       p10 = fma(vec4<f32>(b.y), a0, p10); p11 = fma(vec4<f32>(b.y), a1, p11);
       p20 = fma(vec4<f32>(b.z), a0, p20); p21 = fma(vec4<f32>(b.z), a1, p21);
       p30 = fma(vec4<f32>(b.w), a0, p30); p31 = fma(vec4<f32>(b.w), a1, p31);
-      if (has_kv) {
-        let y0 = Ys[k * 32u + tx];
-        let y1 = Ys[k * 32u + 16u + tx];
-        o00 = fma(vec4<f32>(a0.x), y0, o00); o01 = fma(vec4<f32>(a0.x), y1, o01);
-        o10 = fma(vec4<f32>(a0.y), y0, o10); o11 = fma(vec4<f32>(a0.y), y1, o11);
-        o20 = fma(vec4<f32>(a0.z), y0, o20); o21 = fma(vec4<f32>(a0.z), y1, o21);
-        o30 = fma(vec4<f32>(a0.w), y0, o30); o31 = fma(vec4<f32>(a0.w), y1, o31);
-        o40 = fma(vec4<f32>(a1.x), y0, o40); o41 = fma(vec4<f32>(a1.x), y1, o41);
-        o50 = fma(vec4<f32>(a1.y), y0, o50); o51 = fma(vec4<f32>(a1.y), y1, o51);
-        o60 = fma(vec4<f32>(a1.z), y0, o60); o61 = fma(vec4<f32>(a1.z), y1, o61);
-        o70 = fma(vec4<f32>(a1.w), y0, o70); o71 = fma(vec4<f32>(a1.w), y1, o71);
-      }
+      let y0 = Ys[k * 32u + tx];
+      let y1 = Ys[k * 32u + 16u + tx];
+      o00 = fma(vec4<f32>(a0.x), y0, o00); o01 = fma(vec4<f32>(a0.x), y1, o01);
+      o10 = fma(vec4<f32>(a0.y), y0, o10); o11 = fma(vec4<f32>(a0.y), y1, o11);
+      o20 = fma(vec4<f32>(a0.z), y0, o20); o21 = fma(vec4<f32>(a0.z), y1, o21);
+      o30 = fma(vec4<f32>(a0.w), y0, o30); o31 = fma(vec4<f32>(a0.w), y1, o31);
+      o40 = fma(vec4<f32>(a1.x), y0, o40); o41 = fma(vec4<f32>(a1.x), y1, o41);
+      o50 = fma(vec4<f32>(a1.y), y0, o50); o51 = fma(vec4<f32>(a1.y), y1, o51);
+      o60 = fma(vec4<f32>(a1.z), y0, o60); o61 = fma(vec4<f32>(a1.z), y1, o61);
+      o70 = fma(vec4<f32>(a1.w), y0, o70); o71 = fma(vec4<f32>(a1.w), y1, o71);
     }
     workgroupBarrier();
   }
