@@ -9,7 +9,12 @@
 // so each gradient is a sweep in which a workgroup needs only its slice of the state, and the block-
 // parallel form below applies to the backward unchanged. Nothing from the forward is saved but Q, K, V.
 //
-// Variants, chosen by shape (or forced with `variant`):
+// Variants, chosen by device and shape (or forced with `variant`):
+// - chunked (lightning_chunk.wgsl): the sequence is cut into chunks of 64 rows and every part of the work
+//   is a GEMM-shaped product over all chunks at once: each chunk's contribution to the state (a [dk, dv]
+//   product with K = 64), a scan of those along the chunks (lightning_scan.wgsl), and each chunk's
+//   outputs from the state at its first row plus the masked score block of the chunk. The backward shares
+//   the scans: dQ reads the forward-time state transposed, dK and dV one reverse-time state (dK transposed).
 // - sequential: one workgroup per (head, slice of W output channels) walks all blocks of BT rows
 //   (like Triton's _fwd_kernel); used when there are enough such workgroups to fill the GPU.
 // - parallel: the sequence is cut into chunks of L rows (a multiple of BT). Pass 1 computes each chunk's
@@ -25,6 +30,7 @@ import { Tensor, type TensorView } from "../core/tensor.ts";
 import { packParams, preprocess } from "./wgsl.ts";
 import source from "./lightning.wgsl" with { type: "text" };
 import scanSource from "./lightning_scan.wgsl" with { type: "text" };
+import chunkSource from "./lightning_chunk.wgsl" with { type: "text" };
 
 /** Streaming multiprocessors of the NVIDIA H200, the GPU the thresholds below are set for. */
 export const LIGHTNING_SM_COUNT = 132;
@@ -46,7 +52,25 @@ export const LIGHTNING_MAX_HEAD_DIM = 256;
 /** Rows per block unless `blockRows` says otherwise. */
 export const LIGHTNING_BLOCK_ROWS = 32;
 
-export type LightningVariant = "auto" | "sequential" | "parallel";
+/** Rows per chunk of the chunked variant (fixed by the tiling of lightning_chunk.wgsl). */
+export const LIGHTNING_CHUNK_ROWS = 64;
+/**
+ * The chunked variant keeps one [dk, dv] state per chunk (two sets in the backward); heads are processed in
+ * groups whose state sets fit in this many bytes (b4 h16 T64K d128 would otherwise take 8 GiB).
+ */
+export const LIGHTNING_CHUNKED_SCRATCH_BYTES = 1 << 30;
+/** Workgroup memory of the chunked kernels (the output kernel is the larger). */
+/**
+ * Chunks per state workgroup (G) go up to this, while the state products keep at least
+ * LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS workgroups: the scan then reads and writes 1/G of the chunk states.
+ */
+export const LIGHTNING_MAX_CHUNK_GROUP = 8;
+/** About four waves of two 256-invocation workgroups per SM of the H200 (4 × 2 × 132 = 1056). */
+export const LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS = 1024;
+export const LIGHTNING_CHUNKED_WORKGROUP_BYTES = 4 * (65 + 4 * (128 + 128 + 256 + 1024));
+
+export type LightningVariant = "auto" | "chunked" | "sequential" | "parallel";
+export type ChunkedForm = "fused" | "split";
 
 export interface LightningShape {
   /** Batch, heads, sequence length, head dims of q/k (d) and v/o (e). */
@@ -58,13 +82,26 @@ export interface LightningShape {
 }
 
 export interface LightningOptions {
-  /** Default "auto": sequential when B·H·⌈e/W⌉ ≥ LIGHTNING_SEQUENTIAL_MIN_WORKGROUPS, else parallel. */
+  /**
+   * Default "auto": chunked where the device can run it (chunkedUnsupported), else sequential when
+   * B·H·⌈e/W⌉ ≥ LIGHTNING_SEQUENTIAL_MIN_WORKGROUPS, else parallel.
+   */
   variant?: LightningVariant;
-  /** Rows per block: 16, 32 (default) or 64. */
+  /** Rows per block of the sequential and parallel variants: 16, 32 (default) or 64. */
   blockRows?: 16 | 32 | 64;
   /** Rows per chunk of the parallel variant (a multiple of the block rows); default from the shape. */
   chunkRows?: number;
-  /** Scratch for the parallel variant (≥ lightningScratchElements() f32); default: cached per device. */
+  /** Chunks per state workgroup of the chunked variant (G, 1 … 64); default from the shape. */
+  chunkGroup?: number;
+  /**
+   * Output kernel of the chunked variant: "fused" (default) computes the score block in the same loop over
+   * dk as the inter product; "split" in a pass of its own (fewer live registers, A staged twice).
+   */
+  chunkedForm?: ChunkedForm;
+  /**
+   * Scratch for the chunked and parallel variants (≥ lightningScratchElements() f32); default: cached per
+   * device.
+   */
   scratch?: Tensor;
 }
 
@@ -228,7 +265,7 @@ const scanDef: KernelDef = {
   name: "lightning_scan",
   code: scanSource,
   bindings: ["read", "rw"],
-  paramBytes: 6 * 4,
+  paramBytes: 8 * 4,
 };
 
 // ---------------------------------------------------------------- per-device scratch and placeholders
@@ -296,6 +333,38 @@ interface Plan {
   nchunks: number;
 }
 
+/**
+ * Why the chunked variant cannot run on this device at this T (null: it can): its output kernel needs
+ * LIGHTNING_CHUNKED_WORKGROUP_BYTES of workgroup memory and 256 invocations, and the chunks of a head go
+ * along one dimension of the dispatch grid.
+ */
+export function chunkedUnsupported(gpu: Gpu, T: number): string | null {
+  const l = gpu.limits;
+  if (l.maxComputeWorkgroupStorageSize < LIGHTNING_CHUNKED_WORKGROUP_BYTES) {
+    return `it needs ${LIGHTNING_CHUNKED_WORKGROUP_BYTES} bytes of workgroup memory; this device allows ` +
+      `${l.maxComputeWorkgroupStorageSize} (maxComputeWorkgroupStorageSize)`;
+  }
+  if (l.maxComputeInvocationsPerWorkgroup < 256) {
+    return `it needs 256 invocations per workgroup; this device allows ` +
+      `${l.maxComputeInvocationsPerWorkgroup} (maxComputeInvocationsPerWorkgroup)`;
+  }
+  const chunks = Math.ceil(T / LIGHTNING_CHUNK_ROWS);
+  if (chunks > l.maxComputeWorkgroupsPerDimension) {
+    return `T = ${T} makes ${chunks} chunks of ${LIGHTNING_CHUNK_ROWS} rows; the dispatch grid allows ` +
+      `${l.maxComputeWorkgroupsPerDimension} (maxComputeWorkgroupsPerDimension)`;
+  }
+  return null;
+}
+
+/** Whether a call takes the chunked variant (forced, or auto on a device that can run it). */
+function useChunked(gpu: Gpu, shape: LightningShape, opts: LightningOptions): boolean {
+  const variant = opts.variant ?? "auto";
+  if (variant !== "chunked" && variant !== "auto") return false;
+  const why = chunkedUnsupported(gpu, shape.T);
+  if (why && variant === "chunked") throw new TnlError("gpu", `lightning attention, chunked variant: ${why}`);
+  return !why;
+}
+
 function plan(gpu: Gpu, shape: LightningShape, dk: number, dv: number, opts: LightningOptions): Plan {
   const bt = opts.blockRows ?? LIGHTNING_BLOCK_ROWS;
   if (![16, 32, 64].includes(bt)) {
@@ -329,12 +398,16 @@ function plan(gpu: Gpu, shape: LightningShape, dk: number, dv: number, opts: Lig
   return { cfg, slices, parallel, chunkRows, nchunks: parallel ? Math.ceil(T / chunkRows) : 1 };
 }
 
-/** f32 elements of scratch the parallel variant needs for this shape (0 when it would not be used). */
+/** f32 elements of scratch this shape needs (0 when its variant needs none). */
 export function lightningScratchElements(
   gpu: Gpu,
   shape: LightningShape,
   opts: LightningOptions = {},
 ): number {
+  if (useChunked(gpu, shape, opts)) {
+    const c = chunkedPlan(gpu, shape, opts);
+    return c.nchunks > 1 ? 2 * c.group * c.nchunks * shape.d * shape.e : 0;
+  }
   let most = 0;
   for (const [dk, dv] of [[shape.d, shape.e], [shape.e, shape.d]]) {
     const p = plan(gpu, shape, dk, dv, opts);
@@ -343,15 +416,14 @@ export function lightningScratchElements(
   return most;
 }
 
-function headsPerDispatch(gpu: Gpu, shape: LightningShape, dk: number, dv: number, p: Plan): number {
-  const fit = Math.floor((gpu.maxBindingBytes - gpu.limits.minStorageBufferOffsetAlignment) / 4);
-  const perHead: [string, number][] = [
-    ["rows of q/k", shape.T * dk],
-    ["rows of v/o", shape.T * dv],
-    ["state", dk * dv],
-  ];
-  if (p.parallel) perHead.push(["chunk states", p.nchunks * dk * dv]);
-  let n = Math.min(shape.B * shape.H, gpu.limits.maxComputeWorkgroupsPerDimension);
+/** Most f32 elements one binding takes (its offset rounds down to the storage alignment). */
+function bindingElements(gpu: Gpu): number {
+  return Math.floor((gpu.maxBindingBytes - gpu.limits.minStorageBufferOffsetAlignment) / 4);
+}
+
+/** Fewest of `n` and the heads whose `perHead` ranges each fit a binding; throws when one head does not. */
+function headsFitting(gpu: Gpu, shape: LightningShape, n: number, perHead: [string, number][]): number {
+  const fit = bindingElements(gpu);
   for (const [what, elems] of perHead) {
     if (elems > fit) {
       throw new TnlError(
@@ -363,6 +435,21 @@ function headsPerDispatch(gpu: Gpu, shape: LightningShape, dk: number, dv: numbe
     n = Math.min(n, Math.floor(fit / elems));
   }
   return n;
+}
+
+function headsPerDispatch(gpu: Gpu, shape: LightningShape, dk: number, dv: number, p: Plan): number {
+  const perHead: [string, number][] = [
+    ["rows of q/k", shape.T * dk],
+    ["rows of v/o", shape.T * dv],
+    ["state", dk * dv],
+  ];
+  if (p.parallel) perHead.push(["chunk states", p.nchunks * dk * dv]);
+  return headsFitting(
+    gpu,
+    shape,
+    Math.min(shape.B * shape.H, gpu.limits.maxComputeWorkgroupsPerDimension),
+    perHead,
+  );
 }
 
 function checkTensor(t: Tensor, what: string, elems: number): void {
@@ -489,6 +576,8 @@ function encodeProduct(
           [H, "u32"],
           [h0, "u32"],
           [vk!.base, "u32"],
+          [1, "u32"],
+          [p.nchunks, "u32"],
         ]),
         [Math.ceil((dk * dv) / 64), nh],
       );
@@ -514,6 +603,326 @@ function encodeProduct(
   }
 }
 
+// ---------------------------------------------------------------- chunked variant
+
+interface ChunkedPlan {
+  nchunks: number;
+  /** Heads per group of dispatches (bindings and LIGHTNING_CHUNKED_SCRATCH_BYTES). */
+  group: number;
+  /** Chunks per state workgroup, whose totals alone are scanned (G). */
+  chunkGroup: number;
+}
+
+function chunkedPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {}): ChunkedPlan {
+  const { T, d, e } = shape;
+  const nchunks = Math.ceil(T / LIGHTNING_CHUNK_ROWS);
+  const perHead: [string, number][] = [
+    ["rows of q/k", T * d],
+    ["rows of v/o", T * e],
+    ["state", d * e],
+  ];
+  let n = Math.min(shape.B * shape.H, gpu.limits.maxComputeWorkgroupsPerDimension);
+  if (nchunks > 1) {
+    perHead.push(["chunk states", nchunks * d * e]);
+    // Two state sets in the backward.
+    n = Math.min(n, Math.max(1, Math.floor(LIGHTNING_CHUNKED_SCRATCH_BYTES / (2 * 4 * nchunks * d * e))));
+  }
+  const group = headsFitting(gpu, shape, n, perHead);
+  let chunkGroup = 1;
+  if (opts.chunkGroup !== undefined) {
+    // ≤ 64: a state workgroup's loops then stay far below llvmpipe's 65 535 iterations (~140 per chunk).
+    if (!Number.isInteger(opts.chunkGroup) || opts.chunkGroup < 1 || opts.chunkGroup > 64) {
+      throw new TnlError(
+        "internal",
+        `lightning: chunk group ${opts.chunkGroup}, expected an integer in [1, 64]`,
+      );
+    }
+    chunkGroup = opts.chunkGroup;
+  } else {
+    // The largest G ≤ LIGHTNING_MAX_CHUNK_GROUP that leaves each dispatch of state products enough
+    // workgroups (tiles × heads of the dispatch × groups of chunks).
+    const perChunks = group * Math.ceil(d / 128) * Math.ceil(e / 128);
+    while (
+      2 * chunkGroup <= LIGHTNING_MAX_CHUNK_GROUP &&
+      perChunks * Math.ceil((nchunks - 1) / (2 * chunkGroup)) >= LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS
+    ) chunkGroup *= 2;
+  }
+  return { nchunks, group, chunkGroup };
+}
+
+const chunkDefs = new Map<string, KernelDef>();
+function chunkDef(
+  out: boolean,
+  vecK: boolean,
+  vecV: boolean,
+  vecS: boolean,
+  transKv: boolean,
+  split = false,
+): KernelDef {
+  const key = `lightning_chunk_${out ? "out" : "state"}${vecK ? "_vk" : ""}${vecV ? "_vv" : ""}${
+    vecS ? "_vs" : ""
+  }${transKv ? "_tkv" : ""}${split ? "_split" : ""}`;
+  let def = chunkDefs.get(key);
+  if (!def) {
+    const code = preprocess("lightning_chunk", chunkSource, {
+      OUT: out,
+      VEC_K: vecK,
+      VEC_V: vecV,
+      VEC_S: vecS,
+      TRANS_KV: transKv,
+      SPLIT: split,
+    });
+    const bindings = out
+      ? ["read", "read", "read", "read", "rw", "read"] as const
+      : ["read", "read", "read", "read", "rw"] as const;
+    def = { name: key, code, bindings, paramBytes: 16 * 4 };
+    chunkDefs.set(key, def);
+  }
+  return def;
+}
+
+/** One group of heads of a chunked call: what every dispatch of the group shares. */
+interface ChunkGroup {
+  step: Step;
+  split: boolean;
+  shape: LightningShape;
+  slopes: TensorView;
+  h0: number;
+  nh: number;
+  nchunks: number;
+  chunkGroup: number;
+}
+
+const v4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+
+function chunkParams(
+  g: ChunkGroup,
+  dk: number,
+  dv: number,
+  f: {
+    a?: TensorView;
+    b: TensorView;
+    c: TensorView;
+    out: TensorView;
+    kv?: TensorView | null;
+    z0?: number;
+    reverse?: boolean;
+    finalState?: boolean;
+  },
+) {
+  return packParams([
+    [g.shape.T, "u32"],
+    [dk, "u32"],
+    [dv, "u32"],
+    [g.shape.H, "u32"],
+    [g.h0, "u32"],
+    [f.a?.base ?? 0, "u32"],
+    [f.b.base, "u32"],
+    [f.c.base, "u32"],
+    [f.out.base, "u32"],
+    [f.kv?.base ?? 0, "u32"],
+    [g.nchunks, "u32"],
+    [f.z0 ?? 0, "u32"],
+    [f.reverse ? 1 : 0, "u32"],
+    [f.kv ? 1 : 0, "u32"],
+    [f.finalState ? 1 : 0, "u32"],
+    [g.chunkGroup, "u32"],
+  ]);
+}
+
+/**
+ * Chunk states of the product with writer rows `b` [nh, T, dk] and values `c` [nh, T, dv] into `kv`
+ * [nh, nchunks, dk, dv]: per group of G chunks, the sums L_z of the group's chunks up to z; then the scan
+ * of the groups' totals, which leaves the state at group Z's first row in the group's last slot.
+ */
+function chunkStates(
+  g: ChunkGroup,
+  dk: number,
+  dv: number,
+  b: TensorView,
+  c: TensorView,
+  kv: TensorView,
+  reverse: boolean,
+) {
+  const gpu = g.step.gpu;
+  const unused = deviceCache(gpu).read.view();
+  const vecK = v4(dk, b.base), vecV = v4(dv, c.base), vecS = v4(dk, dv, kv.base);
+  const tiles = Math.ceil(dk / 128) * Math.ceil(dv / 128);
+  const G = g.chunkGroup;
+  g.step.dispatch(
+    gpu.kernel(chunkDef(false, vecK, vecV, vecS, false)),
+    [g.slopes, b, c, unused, kv],
+    chunkParams(g, dk, dv, { b, c, out: kv, reverse }),
+    [tiles, Math.ceil((g.nchunks - 1) / G), g.nh],
+  );
+  g.step.dispatch(
+    gpu.kernel(scanDef),
+    [g.slopes, kv],
+    packParams([
+      [dk * dv, "u32"],
+      [Math.ceil(g.nchunks / G), "u32"],
+      [G * LIGHTNING_CHUNK_ROWS, "u32"],
+      [g.shape.H, "u32"],
+      [g.h0, "u32"],
+      [kv.base, "u32"],
+      [G, "u32"],
+      [g.nchunks, "u32"],
+    ]),
+    [Math.ceil((dk * dv) / 64), g.nh],
+  );
+}
+
+/**
+ * Outputs o [nh, T, dv] of the product (A, B, C) from the chunk states `kv` (null: one chunk, no state),
+ * stored [dk, dv] per chunk, or [dv, dk] with `transKv`.
+ */
+function chunkOutputs(
+  g: ChunkGroup,
+  dk: number,
+  dv: number,
+  x: { a: TensorView; b: TensorView; c: TensorView; o: TensorView; kv: TensorView | null },
+  reverse: boolean,
+  transKv: boolean,
+) {
+  const gpu = g.step.gpu;
+  const kv = x.kv ?? deviceCache(gpu).read.view();
+  const vecK = v4(dk, x.a.base, x.b.base), vecV = v4(dv, x.c.base, x.o.base);
+  const vecS = v4(dk, dv, kv.base);
+  g.step.dispatch(
+    gpu.kernel(chunkDef(true, vecK, vecV, vecS, transKv, g.split)),
+    [g.slopes, x.a, x.b, x.c, x.o, kv],
+    chunkParams(g, dk, dv, { a: x.a, b: x.b, c: x.c, out: x.o, kv: x.kv, reverse }),
+    [Math.ceil(dv / 128), g.nchunks, g.nh],
+  );
+}
+
+/** The prefill state kv_{T−1} [nh, dk, dv] from the last chunk and the state at its first row. */
+function chunkFinalState(
+  g: ChunkGroup,
+  dk: number,
+  dv: number,
+  b: TensorView,
+  c: TensorView,
+  kv: TensorView | null,
+  state: TensorView,
+) {
+  const gpu = g.step.gpu;
+  const kvIn = kv ?? deviceCache(gpu).read.view();
+  const vecK = v4(dk, b.base), vecV = v4(dv, c.base), vecS = v4(dk, dv, kvIn.base, state.base);
+  const tiles = Math.ceil(dk / 128) * Math.ceil(dv / 128);
+  g.step.dispatch(
+    gpu.kernel(chunkDef(false, vecK, vecV, vecS, false)),
+    [g.slopes, b, c, kvIn, state],
+    chunkParams(g, dk, dv, { b, c, out: state, kv, z0: g.nchunks - 1, finalState: true }),
+    [tiles, 1, g.nh],
+  );
+}
+
+/**
+ * Runs `each` per group of heads with the group's views; `sets` state sets of [nh, nchunks, d, e] come from
+ * the caller's scratch or the cached one (none for a single chunk).
+ */
+function chunkedGroups(
+  step: Step,
+  shape: LightningShape,
+  slopes: Tensor,
+  opts: LightningOptions,
+  sets: number,
+  each: (
+    g: ChunkGroup,
+    view: (t: Tensor, perHead: number) => TensorView,
+    kv: (set: number) => TensorView | null,
+  ) => void,
+) {
+  const gpu = step.gpu;
+  const { nchunks, group, chunkGroup } = chunkedPlan(gpu, shape, opts);
+  const form = opts.chunkedForm ?? "fused";
+  if (form !== "fused" && form !== "split") {
+    throw new TnlError("internal", `lightning: chunked form '${form}', expected fused or split`);
+  }
+  const heads = shape.B * shape.H;
+  const setSize = group * nchunks * shape.d * shape.e;
+  let scratch: Tensor | null = null;
+  if (nchunks > 1) {
+    const need = sets * setSize;
+    if (opts.scratch) {
+      if (opts.scratch.dtype !== "f32" || opts.scratch.size < need) {
+        throw new TnlError(
+          "internal",
+          `lightning: scratch '${opts.scratch.label}' holds ${opts.scratch.size} elements, needs ${need} f32`,
+        );
+      }
+      scratch = opts.scratch;
+    } else {
+      scratch = cachedScratch(gpu, need);
+    }
+  }
+  const slopeView = slopes.view();
+  for (let h0 = 0; h0 < heads; h0 += group) {
+    const nh = Math.min(group, heads - h0);
+    const g: ChunkGroup = {
+      step,
+      split: form === "split",
+      shape,
+      slopes: slopeView,
+      h0,
+      nh,
+      nchunks,
+      chunkGroup,
+    };
+    const setElems = nh * nchunks * shape.d * shape.e;
+    each(
+      g,
+      (t, perHead) => t.view(h0 * perHead, nh * perHead),
+      (set) => (scratch ? scratch.view(set * setSize, setElems) : null),
+    );
+  }
+}
+
+function chunkedForward(step: Step, args: LightningForwardArgs) {
+  const { T, d, e } = args;
+  chunkedGroups(step, args, args.slopes, args, 1, (g, view, kv) => {
+    const q = view(args.q, T * d), k = view(args.k, T * d), v = view(args.v, T * e);
+    const states = kv(0);
+    if (states) chunkStates(g, d, e, k, v, states, false);
+    chunkOutputs(g, d, e, { a: q, b: k, c: v, o: view(args.o, T * e), kv: states }, false, false);
+  });
+}
+
+function chunkedBackward(step: Step, args: LightningBackwardArgs) {
+  const { T, d, e } = args;
+  chunkedGroups(step, args, args.slopes, args, 2, (g, view, kv) => {
+    const q = view(args.q, T * d), k = view(args.k, T * d), v = view(args.v, T * e);
+    const dO = view(args.do, T * e);
+    // Forward-time states Σ λ^· k_uᵀ v_u [d, e], and reverse-time states Σ λ^· q_tᵀ do_t [d, e].
+    const fwd = kv(0), rev = kv(1);
+    if (fwd && rev) {
+      chunkStates(g, d, e, k, v, fwd, false);
+      chunkStates(g, d, e, q, dO, rev, true);
+    }
+    // dq_t = Σ_{u≤t} λ^(t−u) (do_t·v_u) k_u: the state Σ v_uᵀ k_u is the forward one transposed.
+    chunkOutputs(g, e, d, { a: dO, b: v, c: k, o: view(args.dq, T * d), kv: fwd }, false, true);
+    // dk_u = Σ_{t≥u} λ^(t−u) (v_u·do_t) q_t: reversed, state Σ do_tᵀ q_t (the reverse one transposed).
+    chunkOutputs(g, e, d, { a: v, b: dO, c: q, o: view(args.dk, T * d), kv: rev }, true, true);
+    // dv_u = Σ_{t≥u} λ^(t−u) (k_u·q_t) do_t: reversed, state Σ q_tᵀ do_t.
+    chunkOutputs(g, d, e, { a: k, b: q, c: dO, o: view(args.dv, T * e), kv: rev }, true, false);
+  });
+}
+
+function chunkedPrefill(step: Step, args: LightningPrefillArgs) {
+  const { T, d, e } = args;
+  chunkedGroups(step, args, args.slopes, args, 1, (g, view, kv) => {
+    const k = view(args.k, T * d), v = view(args.v, T * e);
+    const states = kv(0);
+    if (states) chunkStates(g, d, e, k, v, states, false);
+    if (args.o) {
+      const q = view(args.q!, T * d);
+      chunkOutputs(g, d, e, { a: q, b: k, c: v, o: view(args.o, T * e), kv: states }, false, false);
+    }
+    chunkFinalState(g, d, e, k, v, states, view(args.state, d * e));
+  });
+}
+
 // ---------------------------------------------------------------- entry points
 
 /** Encodes O = [(Q Kᵀ) ⊙ M] V for all (batch, head) into `step`. */
@@ -524,6 +933,8 @@ export function lightningForward(step: Step, args: LightningForwardArgs): void {
   checkTensor(args.k, "k", B * H * T * d);
   checkTensor(args.v, "v", B * H * T * e);
   checkTensor(args.o, "o", B * H * T * e);
+  if (T === 0) return;
+  if (useChunked(step.gpu, args, args)) return chunkedForward(step, args);
   encodeProduct(step, args, args.slopes, {
     a: args.q,
     b: args.k,
@@ -547,6 +958,8 @@ export function lightningBackward(step: Step, args: LightningBackwardArgs): void
   checkTensor(args.dq, "dq", B * H * T * d);
   checkTensor(args.dk, "dk", B * H * T * d);
   checkTensor(args.dv, "dv", B * H * T * e);
+  if (T === 0) return;
+  if (useChunked(step.gpu, args, args)) return chunkedBackward(step, args);
   const base = { state: null };
   // dq_t = Σ_{s≤t} λ^(t−s) (do_t·v_s) k_s
   encodeProduct(step, args, args.slopes, {
@@ -601,6 +1014,7 @@ export function lightningPrefillState(step: Step, args: LightningPrefillArgs): v
   if (T === 0) {
     throw new TnlError("internal", "lightning prefill: T = 0 (an empty prompt has the zero state)");
   }
+  if (useChunked(step.gpu, args, args)) return chunkedPrefill(step, args);
   encodeProduct(step, args, args.slopes, {
     a: args.o ? args.q! : null,
     b: args.k,
@@ -615,6 +1029,20 @@ export function lightningPrefillState(step: Step, args: LightningPrefillArgs): v
 
 /** The variant and chunking the dispatcher picks for a product with these head dims (for tests, docs). */
 export function lightningPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {}) {
+  if (useChunked(gpu, shape, opts)) {
+    const c = chunkedPlan(gpu, shape, opts);
+    return {
+      variant: "chunked" as const,
+      blockRows: LIGHTNING_CHUNK_ROWS,
+      sliceWidth: 128,
+      chunkRows: LIGHTNING_CHUNK_ROWS,
+      chunks: c.nchunks,
+      chunkGroup: c.chunkGroup,
+      headsPerGroup: c.group,
+      workgroupBytes: LIGHTNING_CHUNKED_WORKGROUP_BYTES,
+      invocations: 128,
+    };
+  }
   const p = plan(gpu, shape, shape.d, shape.e, opts);
   return {
     variant: p.parallel ? "parallel" as const : "sequential" as const,
@@ -622,6 +1050,8 @@ export function lightningPlan(gpu: Gpu, shape: LightningShape, opts: LightningOp
     sliceWidth: p.cfg.w,
     chunkRows: p.chunkRows,
     chunks: p.nchunks,
+    chunkGroup: 1,
+    headsPerGroup: headsPerDispatch(gpu, shape, shape.d, shape.e, p),
     workgroupBytes: workgroupBytes(p.cfg, true),
     invocations: p.cfg.nt,
   };
@@ -634,19 +1064,23 @@ export function lightningMacs(T: number, d: number, e: number, bt = LIGHTNING_BL
   return { forward: T * bt * (d + e) + 2 * T * d * e, backward: T * bt * (3 * d + 2 * e) + 5 * T * d * e };
 }
 
-/** A shape's optional `variant` key (shapes edited to compare both forms; default auto). */
-function benchVariant(shape: Record<string, number | string>): LightningVariant {
-  const v = shape.variant ?? "auto";
-  if (v !== "auto" && v !== "sequential" && v !== "parallel") {
-    throw new TnlError(
-      "usage",
-      `lightning bench shape: variant '${v}', expected auto, sequential or parallel`,
-    );
+const VARIANTS: readonly LightningVariant[] = ["auto", "chunked", "sequential", "parallel"];
+
+/** A shape's optional `variant` key (default: the case's variant, else auto). */
+function benchVariant(shape: Record<string, number | string>, fixed?: LightningVariant): LightningVariant {
+  const v = shape.variant ?? fixed ?? "auto";
+  if (!VARIANTS.includes(v as LightningVariant)) {
+    throw new TnlError("usage", `lightning bench shape: variant '${v}', expected ${VARIANTS.join(", ")}`);
   }
-  return v;
+  return v as LightningVariant;
 }
 
-function attentionInputs(gpu: Gpu, shape: Record<string, number | string>, seed: number) {
+function attentionInputs(
+  gpu: Gpu,
+  shape: Record<string, number | string>,
+  seed: number,
+  fixed?: LightningVariant,
+) {
   const B = Number(shape.b),
     H = Number(shape.h),
     T = Number(shape.T),
@@ -657,7 +1091,7 @@ function attentionInputs(gpu: Gpu, shape: Record<string, number | string>, seed:
   const k = randomTensor(gpu, [B, H, T, d], "bench k", seed + 1, -0.5, 0.5);
   const v = randomTensor(gpu, [B, H, T, e], "bench v", seed + 2, -0.5, 0.5);
   const slopes = Tensor.from(gpu, tnlDecayRates(H, 0, 2), [H], "f32", "bench slopes");
-  return { B, H, T, d, e, q, k, v, slopes, variant: benchVariant(shape) };
+  return { B, H, T, d, e, q, k, v, slopes, variant: benchVariant(shape, fixed) };
 }
 
 /** Full shapes of the attention benchmarks: b=4, h=16, d=e=128 as in ../anchors (T = 1K … 64K). */
@@ -673,47 +1107,75 @@ function lightningShapes(quick: boolean) {
   return quick ? ATTENTION_QUICK_SHAPES : ATTENTION_BENCH_T.map((T) => ({ b: 4, h: 16, T, d: 128, e: 128 }));
 }
 
-/** Benchmark cases: forward, forward + backward, and the prefill state. */
-export const lightningBenchCases: BenchCase[] = [{
-  name: "lightning-fwd",
-  group: "kernels",
-  shapes: lightningShapes,
-  setup(gpu, shape) {
-    const x = attentionInputs(gpu, shape, 11);
-    const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
-    return {
-      encode: (step) => lightningForward(step, { ...x, o }),
-      flops: 2 * x.B * x.H * lightningMacs(x.T, x.d, x.e).forward,
-      tokens: x.B * x.T,
-      dispose: () => {
-        [x.q, x.k, x.v, x.slopes, o].forEach((t) => t.destroy());
-        lightningReleaseScratch(gpu);
-      },
-    };
-  },
-}, {
-  name: "lightning-fwdbwd",
-  group: "kernels",
-  shapes: lightningShapes,
-  setup(gpu, shape) {
-    const x = attentionInputs(gpu, shape, 12);
-    const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
-    const dO = randomTensor(gpu, [x.B, x.H, x.T, x.e], "bench do", 13);
-    const dq = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dq");
-    const dk = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dk");
-    const dv = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench dv");
-    const macs = lightningMacs(x.T, x.d, x.e);
-    return {
-      encode: (step) => {
-        lightningForward(step, { ...x, o });
-        lightningBackward(step, { ...x, do: dO, dq, dk, dv });
-      },
-      flops: 2 * x.B * x.H * (macs.forward + macs.backward),
-      tokens: x.B * x.T,
-      dispose: () => {
-        [x.q, x.k, x.v, x.slopes, o, dO, dq, dk, dv].forEach((t) => t.destroy());
-        lightningReleaseScratch(gpu);
-      },
-    };
-  },
-}];
+/** A forced variant of the per-variant bench cases (with the chunked output kernel's form). */
+interface BenchForm {
+  label: string;
+  variant: Exclude<LightningVariant, "auto">;
+  chunkedForm?: ChunkedForm;
+}
+
+/**
+ * Forward and forward + backward cases: `lightning-fwd` / `lightning-fwdbwd` take the variant auto picks (or
+ * the shape's `variant` key); `lightning-<form>-fwd` / `-fwdbwd` force one, so that one run compares them
+ * (with --quick they run at one shape only).
+ */
+function lightningCases(form?: BenchForm): BenchCase[] {
+  const name = (what: string) => (form ? `lightning-${form.label}-${what}` : `lightning-${what}`);
+  const shapes = (quick: boolean) => (form && quick ? [ATTENTION_QUICK_SHAPES[1]] : lightningShapes(quick));
+  const inputs = (gpu: Gpu, shape: Record<string, number | string>, seed: number) => ({
+    ...attentionInputs(gpu, shape, seed, form?.variant),
+    chunkedForm: form?.chunkedForm,
+  });
+  return [{
+    name: name("fwd"),
+    group: "kernels",
+    shapes,
+    setup(gpu, shape) {
+      const x = inputs(gpu, shape, 11);
+      const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
+      return {
+        encode: (step) => lightningForward(step, { ...x, o }),
+        flops: 2 * x.B * x.H * lightningMacs(x.T, x.d, x.e).forward,
+        tokens: x.B * x.T,
+        dispose: () => {
+          [x.q, x.k, x.v, x.slopes, o].forEach((t) => t.destroy());
+          lightningReleaseScratch(gpu);
+        },
+      };
+    },
+  }, {
+    name: name("fwdbwd"),
+    group: "kernels",
+    shapes,
+    setup(gpu, shape) {
+      const x = inputs(gpu, shape, 12);
+      const o = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench o");
+      const dO = randomTensor(gpu, [x.B, x.H, x.T, x.e], "bench do", 13);
+      const dq = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dq");
+      const dk = Tensor.empty(gpu, [x.B, x.H, x.T, x.d], "f32", "bench dk");
+      const dv = Tensor.empty(gpu, [x.B, x.H, x.T, x.e], "f32", "bench dv");
+      const macs = lightningMacs(x.T, x.d, x.e);
+      return {
+        encode: (step) => {
+          lightningForward(step, { ...x, o });
+          lightningBackward(step, { ...x, do: dO, dq, dk, dv });
+        },
+        flops: 2 * x.B * x.H * (macs.forward + macs.backward),
+        tokens: x.B * x.T,
+        dispose: () => {
+          [x.q, x.k, x.v, x.slopes, o, dO, dq, dk, dv].forEach((t) => t.destroy());
+          lightningReleaseScratch(gpu);
+        },
+      };
+    },
+  }];
+}
+
+/** Benchmark cases: forward and forward + backward, as auto picks and per variant. */
+export const lightningBenchCases: BenchCase[] = [
+  ...lightningCases(),
+  ...lightningCases({ label: "chunked", variant: "chunked", chunkedForm: "fused" }),
+  ...lightningCases({ label: "chunked-split", variant: "chunked", chunkedForm: "split" }),
+  ...lightningCases({ label: "sequential", variant: "sequential" }),
+  ...lightningCases({ label: "parallel", variant: "parallel" }),
+];

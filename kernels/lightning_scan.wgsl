@@ -1,21 +1,26 @@
-// Exclusive scan over the chunks of each head for the block-parallel variant of kernels/lightning.wgsl,
-// in place: slot z holds chunk z's own contribution to the state (decayed to the first row after the
-// chunk) and becomes the state at chunk z's first row,
-//   kv_start(0) = 0,  kv_start(z + 1) = λ^L · kv_start(z) + contribution(z)    (L = chunk rows)
-// The last slot holds no contribution (nothing is read from it). One invocation per state element,
-// sequential over chunks; loads are issued four chunks ahead of the dependent chain.
+// Exclusive scan of state contributions along the sequence, in place, for the block-parallel variant of
+// kernels/lightning.wgsl and the chunked one of kernels/lightning_chunk.wgsl. Step z of the scan reads the
+// contribution of span z (decayed to the first row after the span) from its slot and leaves the state at
+// the span's first row there:
+//   kv_start(0) = 0,  kv_start(z + 1) = λ^L · kv_start(z) + contribution(z)    (L = rows per span)
+// Span z's slot is min(z·G + G − 1, slots − 1): with G = 1 every slot (one span per chunk); with G chunks
+// per span (the chunked variant) the last slot of each group of G, where the group's total sits. The last
+// span's contribution is never read into anything that is stored. One invocation per state element,
+// sequential over spans; loads are issued four spans ahead of the dependent chain.
 
 struct Params {
   n: u32,         // elements per slot: dk·dv
-  nchunks: u32,
-  chunk_len: u32,
+  spans: u32,     // scan steps per head
+  span_len: u32,  // rows per span (L)
   H: u32,
   head0: u32,     // global (batch·head) index of this dispatch's first head
   base: u32,      // element offset of the first head's slot 0 inside the bound range
+  group: u32,     // G: slots per span
+  slots: u32,     // slots per head
 }
 
 @group(0) @binding(0) var<storage, read> slopes: array<f32>;      // slopes: [H] f32
-@group(0) @binding(1) var<storage, read_write> kv: array<f32>;    // kv: [heads, nchunks, dk, dv] f32
+@group(0) @binding(1) var<storage, read_write> kv: array<f32>;    // kv: [heads, slots, dk, dv] f32
 @group(1) @binding(0) var<uniform> p: Params;
 
 // expm1(x) for x ≤ 0 (as in lightning.wgsl).
@@ -33,35 +38,42 @@ fn expm1_neg(x: f32) -> f32 {
   return exp(x) - 1.0;
 }
 
+// Element offset of span z's slot (relative to the head's slot 0).
+fn slot(z: u32) -> u32 {
+  return min(z * p.group + p.group - 1u, p.slots - 1u) * p.n;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let idx = wg.x * 64u + t;
   if (idx >= p.n) { return; }
   let head = wg.y;
-  let em = expm1_neg(-slopes[(p.head0 + head) % p.H] * f32(p.chunk_len));
-  let stride = p.n;
-  var at = p.base + head * p.nchunks * p.n + idx;
+  let em = expm1_neg(-slopes[(p.head0 + head) % p.H] * f32(p.span_len));
+  let at = p.base + head * p.slots * p.n + idx;
   var prefix = 0.0;
   var z = 0u;
-  for (; z + 4u <= p.nchunks; z += 4u) {
-    let c0 = kv[at];
-    let c1 = kv[at + stride];
-    let c2 = kv[at + 2u * stride];
-    let c3 = kv[at + 3u * stride];
-    kv[at] = prefix;
+  for (; z + 4u <= p.spans; z += 4u) {
+    let s0 = at + slot(z);
+    let s1 = at + slot(z + 1u);
+    let s2 = at + slot(z + 2u);
+    let s3 = at + slot(z + 3u);
+    let c0 = kv[s0];
+    let c1 = kv[s1];
+    let c2 = kv[s2];
+    let c3 = kv[s3];
+    kv[s0] = prefix;
     prefix = fma(em, prefix, prefix) + c0;
-    kv[at + stride] = prefix;
+    kv[s1] = prefix;
     prefix = fma(em, prefix, prefix) + c1;
-    kv[at + 2u * stride] = prefix;
+    kv[s2] = prefix;
     prefix = fma(em, prefix, prefix) + c2;
-    kv[at + 3u * stride] = prefix;
+    kv[s3] = prefix;
     prefix = fma(em, prefix, prefix) + c3;
-    at += 4u * stride;
   }
-  for (; z < p.nchunks; z++) {
-    let c = kv[at];
-    kv[at] = prefix;
+  for (; z < p.spans; z++) {
+    let s0 = at + slot(z);
+    let c = kv[s0];
+    kv[s0] = prefix;
     prefix = fma(em, prefix, prefix) + c;
-    at += stride;
   }
 }

@@ -6,6 +6,8 @@ import { errorStats } from "../core/stats.ts";
 import { Tensor } from "../core/tensor.ts";
 import {
   alibiSlopes,
+  chunkedUnsupported,
+  LIGHTNING_CHUNK_ROWS,
   LIGHTNING_SEQUENTIAL_MIN_WORKGROUPS,
   lightningBackward,
   lightningForward,
@@ -192,49 +194,48 @@ Deno.test("tnlDecayRates follows spec §2.5: ALiBi slopes × (1 − l/(L−1) + 
 
 // ---------------------------------------------------------------- GPU vs float64
 
+const VARIANTS = ["chunked", "sequential", "parallel"] as const;
 const DIMS: [number, number][] = [[16, 16], [32, 16], [64, 64], [128, 128], [256, 128]];
 
-Deno.test(
-  "sequential variant: forward, gradients and prefill state vs float64 over T, (d, e) and rates",
-  gpuTest,
-  async () => {
-    const gpu = await testGpu();
-    const bt = 32;
-    let seed = 100;
-    for (const [d, e] of DIMS) {
-      for (const T of [1, 7, bt - 1, bt, bt + 1, 300]) {
-        const dims = { B: 1, H: 3, T, d, e };
-        await checkAll(
-          gpu,
-          inputs(dims, RATES, seed++),
-          { variant: "sequential" },
-          `seq d=${d} e=${e} T=${T}`,
-        );
+// The same grid for every variant, at T around its block or chunk length (one, a partial one, several).
+const GRID: [LightningOptions, string, number][] = [
+  [{ variant: "chunked", chunkGroup: 1 }, "chunked variant (chunks of 64 rows)", 64],
+  [
+    { variant: "chunked", chunkGroup: 3, chunkedForm: "split" },
+    "chunked variant, split output kernel, states of 3 chunks per scan step",
+    64,
+  ],
+  [{ variant: "sequential" }, "sequential variant (blocks of 32 rows)", 32],
+  [{ variant: "parallel", chunkRows: 64 }, "block-parallel variant, with chunks of 64 rows", 64],
+];
+for (const [opts, name, rows] of GRID) {
+  Deno.test(
+    `${name}: forward, gradients and prefill state vs float64 over T, (d, e) and rates`,
+    gpuTest,
+    async () => {
+      const gpu = await testGpu();
+      let seed = 100;
+      for (const [d, e] of DIMS) {
+        for (const T of [1, 7, rows - 1, rows, rows + 1, 300]) {
+          const dims = { B: 1, H: 3, T, d, e };
+          const label = `${opts.variant}${
+            opts.chunkGroup ? ` G=${opts.chunkGroup}` : ""
+          } d=${d} e=${e} T=${T}`;
+          await checkAll(gpu, inputs(dims, RATES, seed++), opts, label);
+        }
       }
-    }
-  },
-);
+      lightningReleaseScratch(gpu);
+    },
+  );
+}
 
-Deno.test("block-parallel variant: the same grid, with chunks of 64 rows", gpuTest, async () => {
-  const gpu = await testGpu();
-  const chunk = 64;
-  let seed = 200;
-  for (const [d, e] of DIMS) {
-    for (const T of [1, 7, chunk - 1, chunk, chunk + 1, 300]) {
-      const dims = { B: 1, H: 3, T, d, e };
-      const opts = { variant: "parallel", chunkRows: chunk } as const;
-      await checkAll(gpu, inputs(dims, RATES, seed++), opts, `par d=${d} e=${e} T=${T}`);
-    }
-  }
-  lightningReleaseScratch(gpu);
-});
-
-Deno.test("block rows 16 and 64, both variants, batch > 1 and odd head dims", gpuTest, async () => {
+Deno.test("block rows 16 and 64, every variant, batch > 1 and odd head dims", gpuTest, async () => {
   const gpu = await testGpu();
   let seed = 300;
   for (const bt of [16, 64] as const) {
     for (const T of [bt - 1, bt, bt + 1, 5 * bt + 3]) {
-      for (const variant of ["sequential", "parallel"] as const) {
+      for (const variant of VARIANTS) {
+        if (variant === "chunked" && bt === 16) continue; // block rows do not apply: once is enough
         const dims = { B: 2, H: 3, T, d: 24, e: 40 };
         const opts = { variant, blockRows: bt, chunkRows: variant === "parallel" ? 2 * bt : undefined };
         await checkAll(gpu, inputs(dims, RATES, seed++), opts, `bt=${bt} ${variant} T=${T}`);
@@ -242,8 +243,21 @@ Deno.test("block rows 16 and 64, both variants, batch > 1 and odd head dims", gp
     }
   }
   // Head dims that are not multiples of 4 (any d, e ≤ 256 work).
-  await checkAll(gpu, inputs({ B: 1, H: 2, T: 45, d: 3, e: 5 }, RATES, seed++), {}, "d=3 e=5");
-  await checkAll(gpu, inputs({ B: 1, H: 1, T: 40, d: 130, e: 1 }, RATES, seed++), {}, "d=130 e=1");
+  for (const variant of VARIANTS) {
+    const T = variant === "chunked" ? 131 : 45; // chunked: several chunks, a partial last one
+    await checkAll(
+      gpu,
+      inputs({ B: 1, H: 2, T, d: 3, e: 5 }, RATES, seed++),
+      { variant },
+      `${variant} d=3 e=5`,
+    );
+    await checkAll(
+      gpu,
+      inputs({ B: 1, H: 1, T: 40, d: 130, e: 1 }, RATES, seed++),
+      { variant },
+      `${variant} d=130 e=1`,
+    );
+  }
   lightningReleaseScratch(gpu);
 });
 
@@ -257,9 +271,14 @@ Deno.test(
     const x = inputs(dims, [s], 400);
     const rec = lightningRecurrenceRef(x.hq, x.hk, x.hv, x.hs, dims);
     const grads = lightningRecurrenceBackwardRef(x.hq, x.hk, x.hv, x.hdo, x.hs, dims);
-    for (const variant of ["sequential", "parallel"] as const) {
-      const r = await runAll(gpu, x, { variant });
-      const label = `T=4099 ${variant}`;
+    for (
+      const opts of [...VARIANTS.map((variant) => ({ variant })), {
+        variant: "chunked",
+        chunkGroup: 8,
+      }] as const
+    ) {
+      const r = await runAll(gpu, x, opts);
+      const label = `T=4099 ${JSON.stringify(opts)}`;
       assertClose(r.o, rec.o, REL, `${label}: o`);
       assertClose(r.state, rec.state, REL, `${label}: state`);
       assertClose(r.dq, grads.dq, REL, `${label}: dq`);
@@ -278,7 +297,7 @@ Deno.test("tensors over the binding limit are processed in groups of heads", gpu
   const gpu = await openGpu({ maxBindingBytes: 8192 });
   try {
     let seed = 500;
-    for (const variant of ["sequential", "parallel"] as const) {
+    for (const variant of VARIANTS) {
       const dims = { B: 2, H: 3, T: 70, d: 16, e: 24 };
       await checkAll(gpu, inputs(dims, RATES, seed++), { variant, chunkRows: 32 }, `sliced ${variant}`);
     }
@@ -297,37 +316,87 @@ Deno.test("tensors over the binding limit are processed in groups of heads", gpu
 });
 
 Deno.test(
-  "the dispatcher picks the variant by shape, and the caller can pass the scratch",
+  "the dispatcher picks the variant by device and shape, and the caller can pass the scratch",
   gpuTest,
   async () => {
     const gpu = await testGpu();
     const few = { B: 4, H: 16, T: 4096, d: 128, e: 128 };
     const many = { B: 16, H: 16, T: 4096, d: 128, e: 128 };
-    assert.equal(lightningPlan(gpu, few).variant, "parallel");
+    // Chunked wherever the device runs it; chunk states capped at LIGHTNING_CHUNKED_SCRATCH_BYTES.
+    assert.equal(chunkedUnsupported(gpu, 65536), null);
+    for (const shape of [few, many, { ...few, T: 1 }]) {
+      assert.equal(lightningPlan(gpu, shape).variant, "chunked");
+    }
+    // With the H200's 2 GiB bindings: 2 sets × 8 heads × 1024 chunks × 64 KiB = 1 GiB.
+    const h200 = { ...gpu, maxBindingBytes: 2 ** 31 - 4 } as Gpu;
+    const long = lightningPlan(h200, { B: 4, H: 16, T: 65536, d: 128, e: 128 });
+    assert.equal(long.chunks, 65536 / LIGHTNING_CHUNK_ROWS);
+    assert.equal(long.headsPerGroup, 8);
+    assert.equal(lightningPlan(h200, { ...many, B: 4 }).headsPerGroup, 64); // T = 4K: one group
+    // The largest G ≤ 8 with ≥ 1024 workgroups per dispatch of state products: at 16K the scratch cap makes
+    // dispatch groups of 32 heads, × 32 groups of 8 chunks; none at the training shape (32 heads × 31 chunks × 1 tile).
+    assert.equal(lightningPlan(h200, { ...few, T: 16384 }).chunkGroup, 8);
+    assert.equal(lightningPlan(h200, { ...few, T: 16384 }).headsPerGroup, 32);
+    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 2048, d: 128, e: 128 }).chunkGroup, 1);
+    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 2048, d: 256, e: 128 }).chunkGroup, 2); // 2 tiles
+    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 8192, d: 128, e: 128 }).chunkGroup, 4);
+    assert.equal(lightningPlan(h200, { ...few, T: 65536 }).chunkGroup, 8); // 8 heads × 128 groups
+    assert.equal(lightningScratchElements(h200, many), 2 * 128 * 64 * 128 * 128); // 128 of 256 heads: 1 GiB
+    assert.equal(lightningScratchElements(gpu, { ...many, T: 64 }), 0); // one chunk: no states
+    // Elsewhere the block variants, by the number of workgroups.
+    const small = { ...gpu, limits: { ...gpu.limits, maxComputeWorkgroupStorageSize: 24576 } } as Gpu;
+    assert.match(chunkedUnsupported(small, 100) ?? "", /24836 bytes.*24576/);
+    assert.throws(
+      () => lightningPlan(small, few, { variant: "chunked" }),
+      (e) =>
+        e instanceof TnlError && e.kind === "gpu" && e.message.includes("maxComputeWorkgroupStorageSize"),
+    );
+    assert.match(chunkedUnsupported(gpu, 65535 * 64 + 1) ?? "", /65536 chunks/);
+    assert.equal(lightningPlan(small, few).variant, "parallel");
     assert.ok(4 * 16 * 4 < LIGHTNING_SEQUENTIAL_MIN_WORKGROUPS);
-    assert.equal(lightningPlan(gpu, many).variant, "sequential");
-    assert.equal(lightningPlan(gpu, { ...few, T: 64 }).variant, "sequential"); // too short to split
-    const p = lightningPlan(gpu, { B: 1, H: 1, T: 65536, d: 128, e: 128 });
+    assert.equal(lightningPlan(small, many).variant, "sequential");
+    assert.equal(lightningPlan(small, { ...few, T: 64 }).variant, "sequential"); // too short to split
+    const p = lightningPlan(small, { B: 1, H: 1, T: 65536, d: 128, e: 128 });
     assert.equal(p.variant, "parallel");
-    assert.ok(p.chunks * 4 >= 1000 && p.chunkRows % p.blockRows === 0, JSON.stringify(p));
-    assert.equal(lightningScratchElements(gpu, many), 0);
+    const slices = 128 / p.sliceWidth; // 16 columns where 24 KiB cannot hold 32
+    assert.ok(p.chunks * slices >= 1000 && p.chunkRows % p.blockRows === 0, JSON.stringify(p));
+    assert.equal(lightningScratchElements(small, many), 0);
     // A caller-owned scratch is used (and one that is too small is refused).
     const dims = { B: 1, H: 2, T: 100, d: 8, e: 12 };
     const x = inputs(dims, RATES, 600);
-    const opts = { variant: "parallel", chunkRows: 32 } as const;
-    const need = lightningScratchElements(gpu, dims, opts);
-    assert.ok(need > 0);
-    const scratch = Tensor.empty(gpu, [need], "f32", "own scratch");
-    await checkAll(gpu, x, { ...opts, scratch }, "own scratch");
-    const small = Tensor.empty(gpu, [need - 1], "f32", "small scratch");
-    const step = gpu.step("small scratch");
-    const t = Tensor.empty(gpu, [100 * 12 * 2], "f32", "t");
-    assert.throws(
-      () => lightningForward(step, { ...dims, ...opts, q: t, k: t, v: t, o: t, slopes: t, scratch: small }),
-      TnlError,
-    );
-    step.abandon();
-    [scratch, small, t].forEach((x) => x.destroy());
+    for (const opts of [{ variant: "parallel", chunkRows: 32 }, { variant: "chunked" }] as const) {
+      const need = lightningScratchElements(gpu, dims, opts);
+      assert.ok(need > 0);
+      const scratch = Tensor.empty(gpu, [need], "f32", "own scratch");
+      await checkAll(gpu, x, { ...opts, scratch }, `own scratch ${opts.variant}`);
+      const tooSmall = Tensor.empty(gpu, [need - 1], "f32", "small scratch");
+      const step = gpu.step("small scratch");
+      const qk = Tensor.empty(gpu, [2 * 100 * 8], "f32", "qk"),
+        vo = Tensor.empty(gpu, [2 * 100 * 12], "f32", "vo");
+      const dqk = Tensor.empty(gpu, [2 * 100 * 8], "f32", "dqk"),
+        dv = Tensor.empty(gpu, [2 * 100 * 12], "f32", "dv");
+      const s = Tensor.empty(gpu, [2], "f32", "s");
+      // The backward needs the most (two state sets in the chunked variant).
+      assert.throws(
+        () =>
+          lightningBackward(step, {
+            ...dims,
+            ...opts,
+            q: qk,
+            k: qk,
+            v: vo,
+            do: vo,
+            dq: dqk,
+            dk: dqk,
+            dv,
+            slopes: s,
+            scratch: tooSmall,
+          }),
+        (e) => e instanceof TnlError && e.message.includes("small scratch"),
+      );
+      step.abandon();
+      [scratch, tooSmall, qk, vo, dqk, dv, s].forEach((x) => x.destroy());
+    }
   },
 );
 
@@ -343,6 +412,12 @@ Deno.test("bad shapes are refused clearly", gpuTest, async () => {
     () => lightningForward(step, { B: 1, H: 1, T: 5, d: 4, e: 4, q: t, k: t, v: t, o: t, slopes: s }),
     (e) => e instanceof TnlError && e.message.includes("'t'") && e.message.includes("expected 20"),
   );
+  for (const chunkGroup of [0, 1.5, 65]) {
+    assert.throws(
+      () => lightningPlan(gpu, { B: 1, H: 1, T: 4096, d: 4, e: 4 }, { variant: "chunked", chunkGroup }),
+      (e) => e instanceof TnlError && e.message.includes(`chunk group ${chunkGroup}`),
+    );
+  }
   step.abandon();
   [t, s].forEach((x) => x.destroy());
 });
