@@ -8,7 +8,17 @@ import { Tensor } from "../core/tensor.ts";
 import { cachedDef, forChunks, grid1d, packParams, preprocess } from "./wgsl.ts";
 import source from "./elementwise.wgsl" with { type: "text" };
 
-type Op = "FILL" | "RAND" | "AXPY" | "SUMK" | "SILU_FWD" | "SILU_BWD" | "MUL_FWD" | "MUL_BWD" | "GLU_FWD" | "GLU_BWD";
+type Op =
+  | "FILL"
+  | "RAND"
+  | "AXPY"
+  | "SUMK"
+  | "SILU_FWD"
+  | "SILU_BWD"
+  | "MUL_FWD"
+  | "MUL_BWD"
+  | "GLU_FWD"
+  | "GLU_BWD";
 const BINDINGS: Record<Op, ("read" | "rw")[]> = {
   FILL: ["rw"],
   RAND: ["rw"],
@@ -94,8 +104,18 @@ export function fillRandom(step: Step, out: Tensor, seed: number, lo = -1, hi = 
  * y = alpha·Σ_s x[s·n .. (s+1)·n) + beta·y over `parts` partial results x: [parts, n] (split-K matmuls);
  * the sum runs in a fixed order.
  */
-export function sumParts(step: Step, x: Tensor, y: Tensor, n: number, parts: number, alpha = 1, beta = 0): void {
-  if (x.size < parts * n || y.size < n) throw new TnlError("internal", `sum of parts: sizes for ${parts}×${n}`);
+export function sumParts(
+  step: Step,
+  x: Tensor,
+  y: Tensor,
+  n: number,
+  parts: number,
+  alpha = 1,
+  beta = 0,
+): void {
+  if (x.size < parts * n || y.size < n) {
+    throw new TnlError("internal", `sum of parts: sizes for ${parts}×${n}`);
+  }
   const chunk = Math.min(y.maxViewElements(), Math.floor(x.maxViewElements() / parts));
   if (chunk < 1) throw new TnlError("gpu", `sum of parts: ${parts} parts do not fit one binding`);
   if (n > chunk) throw new TnlError("internal", `sum of parts: ${n} elements over one binding`);

@@ -32,18 +32,11 @@ export interface MatmulOp {
   aOffset?: number;
   bOffset?: number;
   cOffset?: number;
-  /** kernel form (default: the measured best, see MatmulVariant) */
-  variant?: MatmulVariant;
   /** split K over this many partial products (default: chosen to fill the GPU; 1 = never) */
   splitK?: number;
 }
 
-/** Kernel forms: "db" double-buffers the staged tiles (one barrier per K step), "sb" single-buffers them. */
-export type MatmulVariant = "db" | "sb";
-const DEFAULT_VARIANT: MatmulVariant = "sb";
-
 interface Variant {
-  form: MatmulVariant;
   transA: boolean;
   transB: boolean;
   vecA: boolean;
@@ -53,13 +46,12 @@ interface Variant {
 
 const defs = new Map<string, KernelDef>();
 function kernelDef(v: Variant): KernelDef {
-  const key = `matmul${v.form === "db" ? "_db" : ""}${v.transA ? "_ta" : ""}${v.transB ? "_tb" : ""}${
-    v.vecA ? "_va" : ""
-  }${v.vecB ? "_vb" : ""}${v.vecC ? "_vc" : ""}`;
+  const key = `matmul${v.transA ? "_ta" : ""}${v.transB ? "_tb" : ""}${v.vecA ? "_va" : ""}${
+    v.vecB ? "_vb" : ""
+  }${v.vecC ? "_vc" : ""}`;
   let def = defs.get(key);
   if (!def) {
     const code = preprocess("matmul", source, {
-      DB: v.form === "db",
       TRANS_A: v.transA,
       TRANS_B: v.transB,
       VEC_A: v.vecA,
@@ -222,7 +214,13 @@ export function matmul(step: Step, op: MatmulOp): void {
 export const MATMUL_WAVE = 264;
 
 /** Splits of K that fill the waves best (small grids with long K: the weight gradients); 1 = none. */
-export function autoSplit(gpu: { adapter: { fallback: boolean } }, m: number, n: number, k: number, batch: number): number {
+export function autoSplit(
+  gpu: { adapter: { fallback: boolean } },
+  m: number,
+  n: number,
+  k: number,
+  batch: number,
+): number {
   if (batch !== 1 || gpu.adapter.fallback) return 1;
   const grid = Math.ceil(m / MATMUL_TILE) * Math.ceil(n / MATMUL_TILE);
   let best = 1, bestScore = 0;
@@ -340,9 +338,8 @@ function encode(step: Step, op: MatmulOp, s: SubProblem): void {
   const vecA = v4(s.lda) && v4(va.base) && v4(s.sa) && (s.transA || v4(s.k));
   const vecB = v4(s.ldb) && v4(vb.base) && v4(s.sb) && (!s.transB || v4(s.k));
   const vecC = v4(s.ldc) && v4(vc.base) && v4(s.sc);
-  const form = op.variant ?? DEFAULT_VARIANT;
   const kernel: Kernel = step.gpu.kernel(
-    kernelDef({ form, transA: s.transA, transB: s.transB, vecA, vecB, vecC }),
+    kernelDef({ transA: s.transA, transB: s.transB, vecA, vecB, vecC }),
   );
   const params = packParams([
     [s.m, "u32"],
@@ -383,10 +380,6 @@ export const matmulBenchCases: BenchCase[] = [{
       { op: "nt", m: 8192, n: 4096, k: 1024 }, // x·Wᵀ, qkvu projection
       { op: "nn", m: 8192, n: 1024, k: 2816 }, // dX = dY·W, SGLU l3
       { op: "tn", m: 2816, n: 1024, k: 8192 }, // dW = dYᵀ·X
-      // the double-buffered form at the same shapes
-      { op: "nn", m: 4096, n: 4096, k: 4096, form: "db" },
-      { op: "nt", m: 8192, n: 4096, k: 1024, form: "db" },
-      { op: "tn", m: 2816, n: 1024, k: 8192, form: "db" },
     ],
   setup(gpu, shape) {
     const m = Number(shape.m), n = Number(shape.n), k = Number(shape.k);
@@ -397,8 +390,7 @@ export const matmulBenchCases: BenchCase[] = [{
     const b = Tensor.from(gpu, rng.uniformArray(k * n), transB ? [n, k] : [k, n], "f32", "bench B");
     const c = Tensor.empty(gpu, [m, n], "f32", "bench C");
     return {
-      encode: (step) =>
-        matmul(step, { a, b, c, m, n, k, transA, transB, variant: shape.form as MatmulVariant | undefined }),
+      encode: (step) => matmul(step, { a, b, c, m, n, k, transA, transB }),
       flops: matmulFlops(m, n, k),
       dispose: () => [a, b, c].forEach((t) => t.destroy()),
     };

@@ -46,15 +46,8 @@ struct Params {
 #endif
 @group(1) @binding(0) var<uniform> p: Params;
 
-#if DB
-// Double-buffered: tile kt lives at offset (kt % 2)·256, so the next tile is stored while this one is read
-// and each K step needs one barrier instead of two.
-var<workgroup> As: array<vec4<f32>, 512>; // [buffer: 2][k: 8][m: 128 as 32 × vec4]
-var<workgroup> Bs: array<vec4<f32>, 512>; // [buffer: 2][k: 8][n: 128 as 32 × vec4]
-#else
 var<workgroup> As: array<vec4<f32>, 256>; // [k: 8][m: 128 as 32 × vec4]
 var<workgroup> Bs: array<vec4<f32>, 256>; // [k: 8][n: 128 as 32 × vec4]
-#endif
 
 fn a_at(i: u32) -> f32 {
 #if VEC_A
@@ -111,16 +104,16 @@ fn load_a(t: u32, m0: u32, k0: u32, base: u32) -> vec4<f32> {
 #endif
 }
 
-fn stash_a(t: u32, v: vec4<f32>, buf: u32) {
+fn stash_a(t: u32, v: vec4<f32>) {
 #if TRANS_A
-  As[buf + (t / 32u) * 32u + t % 32u] = v;
+  As[(t / 32u) * 32u + t % 32u] = v;
 #else
   let m = t / 2u;
   let k = (t % 2u) * 4u;
-  As[buf + (k + 0u) * 32u + m / 4u][m % 4u] = v.x;
-  As[buf + (k + 1u) * 32u + m / 4u][m % 4u] = v.y;
-  As[buf + (k + 2u) * 32u + m / 4u][m % 4u] = v.z;
-  As[buf + (k + 3u) * 32u + m / 4u][m % 4u] = v.w;
+  As[(k + 0u) * 32u + m / 4u][m % 4u] = v.x;
+  As[(k + 1u) * 32u + m / 4u][m % 4u] = v.y;
+  As[(k + 2u) * 32u + m / 4u][m % 4u] = v.z;
+  As[(k + 3u) * 32u + m / 4u][m % 4u] = v.w;
 #endif
 }
 
@@ -162,16 +155,16 @@ fn load_b(t: u32, n0: u32, k0: u32, base: u32) -> vec4<f32> {
 #endif
 }
 
-fn stash_b(t: u32, v: vec4<f32>, buf: u32) {
+fn stash_b(t: u32, v: vec4<f32>) {
 #if TRANS_B
   let n = t / 2u;
   let k = (t % 2u) * 4u;
-  Bs[buf + (k + 0u) * 32u + n / 4u][n % 4u] = v.x;
-  Bs[buf + (k + 1u) * 32u + n / 4u][n % 4u] = v.y;
-  Bs[buf + (k + 2u) * 32u + n / 4u][n % 4u] = v.z;
-  Bs[buf + (k + 3u) * 32u + n / 4u][n % 4u] = v.w;
+  Bs[(k + 0u) * 32u + n / 4u][n % 4u] = v.x;
+  Bs[(k + 1u) * 32u + n / 4u][n % 4u] = v.y;
+  Bs[(k + 2u) * 32u + n / 4u][n % 4u] = v.z;
+  Bs[(k + 3u) * 32u + n / 4u][n % 4u] = v.w;
 #else
-  Bs[buf + (t / 32u) * 32u + t % 32u] = v;
+  Bs[(t / 32u) * 32u + t % 32u] = v;
 #endif
 }
 
@@ -222,29 +215,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let tiles = (p.K + 7u) / 8u;
   var ra = load_a(t, m0, 0u, a_base);
   var rb = load_b(t, n0, 0u, b_base);
-#if DB
-  stash_a(t, ra, 0u);
-  stash_b(t, rb, 0u);
-  workgroupBarrier();
-#endif
   for (var kt = 0u; kt < tiles; kt++) {
-#if DB
-    let buf = (kt % 2u) * 256u;
-#else
-    let buf = 0u;
-    stash_a(t, ra, 0u);
-    stash_b(t, rb, 0u);
+    stash_a(t, ra);
+    stash_b(t, rb);
     workgroupBarrier();
-#endif
     if (kt + 1u < tiles) {
       ra = load_a(t, m0, (kt + 1u) * 8u, a_base);
       rb = load_b(t, n0, (kt + 1u) * 8u, b_base);
     }
     for (var k = 0u; k < 8u; k++) {
-      let a0 = As[buf + k * 32u + ty];
-      let a1 = As[buf + k * 32u + ty + 16u];
-      let b0 = Bs[buf + k * 32u + tx];
-      let b1 = Bs[buf + k * 32u + tx + 16u];
+      let a0 = As[k * 32u + ty];
+      let a1 = As[k * 32u + ty + 16u];
+      let b0 = Bs[k * 32u + tx];
+      let b1 = Bs[k * 32u + tx + 16u];
       c00 = fma(vec4<f32>(a0.x), b0, c00); c01 = fma(vec4<f32>(a0.y), b0, c01);
       c02 = fma(vec4<f32>(a0.z), b0, c02); c03 = fma(vec4<f32>(a0.w), b0, c03);
       c04 = fma(vec4<f32>(a1.x), b0, c04); c05 = fma(vec4<f32>(a1.y), b0, c05);
@@ -254,12 +237,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       c14 = fma(vec4<f32>(a1.x), b1, c14); c15 = fma(vec4<f32>(a1.y), b1, c15);
       c16 = fma(vec4<f32>(a1.z), b1, c16); c17 = fma(vec4<f32>(a1.w), b1, c17);
     }
-#if DB
-    if (kt + 1u < tiles) {
-      stash_a(t, ra, 256u - buf);
-      stash_b(t, rb, 256u - buf);
-    }
-#endif
     workgroupBarrier();
   }
 
