@@ -2,8 +2,10 @@
 // in place: slot z holds chunk z's own contribution to the state (decayed to the first row after the
 // chunk) and becomes the state at chunk z's first row,
 //   kv_start(0) = 0,  kv_start(z + 1) = λ^L · kv_start(z) + contribution(z)    (L = chunk rows)
-// The last slot holds no contribution (nothing is read from it). One invocation per state element,
-// sequential over chunks; loads are issued four chunks ahead of the dependent chain.
+// The last slot holds no contribution (nothing is read from it). With INIT the sequence continues from a
+// caller's state kv_{t0−1} (the state after the token before row 0): kv_start(0) = λ · kv_init.
+// One invocation per state element, sequential over chunks; loads are issued four chunks ahead of the
+// dependent chain.
 
 struct Params {
   n: u32,         // elements per slot: dk·dv
@@ -12,10 +14,14 @@ struct Params {
   H: u32,
   head0: u32,     // global (batch·head) index of this dispatch's first head
   base: u32,      // element offset of the first head's slot 0 inside the bound range
+  init_base: u32, // element offset of the first head's initial state inside its bound range (INIT)
 }
 
 @group(0) @binding(0) var<storage, read> slopes: array<f32>;      // slopes: [H] f32
 @group(0) @binding(1) var<storage, read_write> kv: array<f32>;    // kv: [heads, nchunks, dk, dv] f32
+#if INIT
+@group(0) @binding(2) var<storage, read> kv_init: array<f32>;     // kv_init: [heads, dk, dv] f32
+#endif
 @group(1) @binding(0) var<uniform> p: Params;
 
 // expm1(x) for x ≤ 0 (as in lightning.wgsl).
@@ -38,10 +44,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let idx = wg.x * 64u + t;
   if (idx >= p.n) { return; }
   let head = wg.y;
-  let em = expm1_neg(-slopes[(p.head0 + head) % p.H] * f32(p.chunk_len));
+  let rate = slopes[(p.head0 + head) % p.H];
+  let em = expm1_neg(-rate * f32(p.chunk_len));
   let stride = p.n;
   var at = p.base + head * p.nchunks * p.n + idx;
+#if INIT
+  let x0 = kv_init[p.init_base + head * p.n + idx];
+  var prefix = fma(expm1_neg(-rate), x0, x0);
+#else
   var prefix = 0.0;
+#endif
   var z = 0u;
   for (; z + 4u <= p.nchunks; z += 4u) {
     let c0 = kv[at];
