@@ -215,6 +215,7 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
   if (trainData) checkVocab(trainData, dims.vocab, `${cfg.path}: data.train`);
   if (valData) checkVocab(valData, dims.vocab, `${cfg.path}: data.val`);
   if (synthetic && synthetic.mqar.vocab > dims.vocab) {
+    // A model from init_from or a checkpoint keeps its own vocabulary.
     throw new TnlError(
       "input",
       `${cfg.path}: data.vocab = ${synthetic.mqar.vocab} is larger than the model's vocabulary of ${dims.vocab}`,

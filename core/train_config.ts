@@ -499,7 +499,9 @@ export function trainDims(
   } else if (vocabFromData !== null && config.vocab_size < vocabFromData) {
     throw new TnlError(
       "input",
-      `${cfg.path}: model.vocab_size = ${config.vocab_size} is smaller than the tokenizer's vocabulary of ${vocabFromData}`,
+      `${cfg.path}: model.vocab_size = ${config.vocab_size} is smaller than the ${
+        cfg.data.synthetic ? "data.vocab" : "tokenizer's vocabulary"
+      } of ${vocabFromData}`,
     );
   }
   return { config, dims: resolveDims(config, `${cfg.path}: model`) };
