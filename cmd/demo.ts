@@ -1,15 +1,18 @@
 // `tnl demo`: the whole path on real data, small enough for a 2-core machine without a GPU: the Brown
 // Corpus → a byte-level BPE tokenizer → training a small TNL until its validation loss is well below ln(V)
-// (the loss of knowing nothing) → validation loss, perplexity and bits per byte before and after.
+// (the loss of knowing nothing) → loss, perplexity and bits per byte of validation documents before and
+// after training, measured as `tnl eval` measures them (whole documents after BOS, constant memory).
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { trainBpeFromFiles } from "../core/bpe_train.ts";
 import { defaultBrownSource, writeBrown } from "../core/brown.ts";
-import { loadTokens } from "../core/data.ts";
-import { TnlError } from "../core/errors.ts";
+import { loadModel } from "../core/checkpoint.ts";
+import { evaluatePerplexity, loadDocuments, type PerplexityResult } from "../core/eval.ts";
 import { writeFileAtomic } from "../core/files.ts";
+import { TnlModel } from "../core/model.ts";
+import { configuredBos } from "../core/tokenizer.ts";
 import { train } from "../core/train.ts";
-import { parseTrainConfig } from "../core/train_config.ts";
+import { parseTrainConfig, trainDims } from "../core/train_config.ts";
 import { type GlobalOptions, gpuFromOptions, note, positiveInt, writeOutput } from "./common.ts";
 
 export function demoCommand(): CommandUnknownOpts {
@@ -21,6 +24,12 @@ export function demoCommand(): CommandUnknownOpts {
     .option("--vocab <n>", "tokenizer vocabulary", positiveInt("--vocab"), 1024)
     .option("--steps <n>", "training steps", positiveInt("--steps"), 120)
     .option("--preset <name>", "model preset", "tnl-mini")
+    .option(
+      "--eval-docs <n>",
+      "validation documents evaluated before and after training, from the start of the split (0: all 50)",
+      (v: string) => (v === "0" ? 0 : positiveInt("--eval-docs")(v)),
+      20,
+    )
     .option("--json", "print the summary as one JSON document")
     .action(async (opts, cmd) => {
       const globals = cmd.optsWithGlobals() as GlobalOptions;
@@ -55,38 +64,63 @@ train:
 out_dir: run
 `;
       await writeFileAtomic(`${out}/train.yaml`, yaml);
+      const cfg = parseTrainConfig(yaml, `${out}/train.yaml`);
       const gpu = await gpuFromOptions(globals);
-      let summary;
+      let summary, before: PerplexityResult, after: PerplexityResult;
+      let evalSeconds = 0;
+      const valPath = `${data}/val.txt`;
+      const allDocs = await loadDocuments([valPath], {
+        tokenizer: tok,
+        vocab: tok.vocabSize,
+        eos: tok.specialIds.eos,
+        bos: true,
+        model: "the demo",
+      });
+      const docs = opts.evalDocs === 0 ? allDocs : allDocs.slice(0, opts.evalDocs);
+      const part = docs.length === allDocs.length
+        ? `the whole val split (${docs.length} documents)`
+        : `the first ${docs.length} of the val split's ${allDocs.length} documents`;
       try {
-        summary = await train(gpu, parseTrainConfig(yaml, `${out}/train.yaml`), {
-          fresh: true,
-          overwrite: true,
-          log: note,
-        });
+        summary = await train(gpu, cfg, { fresh: true, overwrite: true, log: note });
+        // The model before training is the run's initialisation: the same dims and seed.
+        const ckpt = summary.checkpoint!;
+        const bos = await configuredBos(ckpt, tok, null);
+        const t1 = performance.now();
+        note(`evaluating ${part} before and after training (tnl eval)`);
+        const initial = TnlModel.init(gpu, trainDims(cfg, tok.vocabSize).dims, cfg.train.seed);
+        try {
+          before = await evaluatePerplexity(initial, docs, { bos });
+        } finally {
+          initial.destroy();
+        }
+        const { model } = await loadModel(gpu, ckpt);
+        try {
+          after = await evaluatePerplexity(model, docs, { bos });
+        } finally {
+          model.destroy();
+        }
+        evalSeconds = (performance.now() - t1) / 1000;
       } finally {
         gpu.close();
       }
-      const rows = (await Deno.readTextFile(`${out}/run/metrics.jsonl`)).trim().split("\n").map((l) =>
-        JSON.parse(l)
-      );
-      const val = rows.filter((r) => typeof r.val_loss === "number");
-      if (val.length < 2) throw new TnlError("internal", "demo: no validation rows");
-      // bits per byte over the validation windows: Σ NLL / (ln 2 · bytes), with the split's bytes per token
-      const valBytes = (await Deno.stat(`${data}/val.txt`)).size;
-      const stream = await loadTokens([`${data}/val.txt`], tok, "val");
-      const bytesPerToken = valBytes / stream.ids.length;
-      const report = (loss: number) => ({
-        val_loss: loss,
-        perplexity: Math.exp(loss),
-        bits_per_byte: loss / (Math.LN2 * bytesPerToken),
+      const report = (r: PerplexityResult) => ({
+        loss: r.loss,
+        perplexity: r.perplexity,
+        bits_per_byte: r.bitsPerByte!,
       });
-      const before = report(val[0].val_loss), after = report(val.at(-1)!.val_loss);
       const lnV = Math.log(tok.vocabSize);
       const result = {
-        before,
-        after,
+        before: report(before),
+        after: report(after),
+        evaluated: {
+          part,
+          documents: after.documents,
+          tokens: after.tokens,
+          bytes: after.bytes,
+          seconds: evalSeconds,
+        },
         ln_vocab: lnV,
-        below_ln_vocab: lnV - after.val_loss,
+        below_ln_vocab: lnV - after.loss,
         steps: summary.step,
         tokens_per_s: summary.tokens_per_s,
         wall_s: (performance.now() - t0) / 1000,
@@ -103,19 +137,18 @@ out_dir: run
         return;
       }
       const line = (what: string, r: ReturnType<typeof report>) =>
-        `${what.padEnd(15)} val loss ${r.val_loss.toFixed(4)}  perplexity ${
-          r.perplexity.toFixed(2)
-        }  bits/byte ${r.bits_per_byte.toFixed(4)}`;
+        `${what.padEnd(15)} loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  bits per byte ${
+          r.bits_per_byte.toFixed(4)
+        }`;
       await writeOutput(
         "-",
         [
-          line("before training", before),
-          line("after training", after),
-          `ln(V) = ${lnV.toFixed(4)}: the trained model is ${
-            (lnV - after.val_loss).toFixed(2)
-          } nats below it`,
+          `validation: ${part}, ${after.tokens} tokens, ${after.bytes} bytes (whole documents after BOS, as tnl eval)`,
+          line("before training", result.before),
+          line("after training", result.after),
+          `ln(V) = ${lnV.toFixed(4)}: the trained model is ${(lnV - after.loss).toFixed(2)} nats below it`,
           `outputs: corpus ${data}/, tokenizer ${tokPath}, config ${out}/train.yaml, run ${out}/run/ (metrics.jsonl, loss.svg, ${summary.checkpoint})`,
-          `wall time ${result.wall_s.toFixed(0)} s, ${
+          `wall time ${result.wall_s.toFixed(0)} s (evaluation ${evalSeconds.toFixed(0)} s), ${
             Math.round(summary.tokens_per_s)
           } tokens/s while training`,
         ].join("\n"),

@@ -15,7 +15,7 @@ import {
 } from "../core/generate.ts";
 import { GEMV_MAX_BATCH } from "../kernels/decode.ts";
 import { SAMPLER_MAX_WINDOW, type SamplerSettings } from "../kernels/sample.ts";
-import { loadTokenizer, loadTokenizerConfig, type Tokenizer, tokenizerFileIn } from "../core/tokenizer.ts";
+import { configuredBos, loadTokenizer, type Tokenizer, tokenizerFileIn } from "../core/tokenizer.ts";
 import { type GlobalOptions, gpuFromOptions, note, writeOutput } from "./common.ts";
 
 function intOption(flag: string, min: number, max: number, expected: string) {
@@ -227,17 +227,7 @@ export function generateCommand(): CommandUnknownOpts {
         }
         let prompts: number[][];
         if (texts) {
-          const config = await loadTokenizerConfig(opts.model);
-          let bos: number | null = null;
-          if (config?.addBosToken) {
-            bos = config.bosToken === null ? m.bosId : tokenizer!.tokenToId(config.bosToken) ?? null;
-            if (bos === null) {
-              throw new TnlError(
-                "input",
-                `${opts.model}/tokenizer_config.json: bos_token '${config.bosToken}' is not in the tokenizer`,
-              );
-            }
-          }
+          const bos = await configuredBos(opts.model, tokenizer, m.bosId);
           const tok = tokenizer!;
           const encode = (b: Uint8Array) =>
             tok.encodeBytes ? tok.encodeBytes(b) : tok.encode(new TextDecoder().decode(b));

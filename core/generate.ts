@@ -9,7 +9,7 @@
 import type { ModelDims } from "./config.ts";
 import { TnlError } from "./errors.ts";
 import type { BufferRange, Gpu, Kernel, Step } from "./gpu.ts";
-import { Activations, forwardHidden, type TnlModel } from "./model.ts";
+import { Activations, BatchInputs, forwardHidden, type TnlModel } from "./model.ts";
 import { Tensor } from "./tensor.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 import { gemv, GEMV_MAX_BATCH, recurrentStep } from "../kernels/decode.ts";
@@ -34,7 +34,15 @@ export interface GeneratorOptions {
   maxChunk?: number;
   /** rounds per submit inside a chunk (the host encodes the next while the GPU runs one); default 8 */
   roundsPerSubmit?: number;
+  /**
+   * most prompt tokens per prefill forward (default PREFILL_CHUNK): a longer prompt is prefilled in chunks,
+   * each starting from the states the previous one left, so its length is bounded by nothing but time
+   */
+  prefillChunk?: number;
 }
+
+/** Prompt tokens per prefill forward unless GeneratorOptions.prefillChunk says otherwise. */
+export const PREFILL_CHUNK = 4096;
 
 export interface Prompt {
   ids: readonly number[];
@@ -77,6 +85,7 @@ export class Generator {
   readonly dims: ModelDims;
   readonly batch: number;
   readonly maxChunk: number;
+  readonly prefillChunk: number;
   readonly histW: number;
   readonly sampling: SamplerSettings;
   /** per layer [batch, H, dk, d] f32 (dk = 2d on LRPE layers) */
@@ -98,6 +107,10 @@ export class Generator {
   #staging: GPUBuffer[] = [];
   #stagingBusy = new Set<GPUBuffer>();
   #prefillActs = new Map<number, Activations>();
+  /** two sets of per-layer [1, H, dk, d] states for the chunks of a long prompt (made when first needed) */
+  #chunkStates: [Tensor[], Tensor[]] | null = null;
+  /** the ids of each chunk of a long prompt (one step reads them all, so each chunk has its own) */
+  #chunkInputs: BatchInputs[] = [];
   #tensors: Tensor[] = [];
   /** the logits hold a prefill's last position, not yet sampled */
   #pendingSample = false;
@@ -111,6 +124,10 @@ export class Generator {
     }
     this.batch = opts.batch;
     this.maxChunk = opts.maxChunk ?? 256;
+    this.prefillChunk = opts.prefillChunk ?? PREFILL_CHUNK;
+    if (!Number.isSafeInteger(this.prefillChunk) || this.prefillChunk < 1) {
+      throw new TnlError("internal", `generator: prefill chunk ${this.prefillChunk}`);
+    }
     this.#roundsPerSubmit = opts.roundsPerSubmit ?? 8;
     this.sampling = opts.sampling;
     this.histW = Math.max(1, opts.sampling.repeatLastN);
@@ -186,8 +203,9 @@ export class Generator {
   /**
    * Encodes the prefill of one prompt into `slot`: the prompt alone (B = 1) through every layer, the
    * attention by the lightning kernels' prefill entry, which writes the layer's state into the slot; logits
-   * for the last position only. The slot's history ring and counters are written now (they land before the
-   * step runs).
+   * for the last position only. A prompt longer than `prefillChunk` goes in chunks, each from the states
+   * the previous one left (at its position). The slot's history ring and counters are written now (they
+   * land before the step runs).
    */
   encodePrefill(step: Step, slot: number, p: Prompt): void {
     const m = this.dims;
@@ -196,12 +214,42 @@ export class Generator {
     if (!Number.isInteger(slot) || slot < 0 || slot >= this.batch) {
       throw new TnlError("internal", `prefill: slot ${slot} of ${this.batch}`);
     }
-    const acts = this.#activations(T);
-    acts.setBatch(p.ids, { train: false, what: `prompt ${slot + 1}` });
     const states = this.states.map((s, l) => {
       const per = s.size / this.batch;
       return Tensor.part(s, slot * per, [1, ...s.shape.slice(1)], `state ${l} slot ${slot}`);
     });
+    const C = this.prefillChunk, chunks = Math.ceil(T / C);
+    let acts: Activations;
+    if (chunks === 1) {
+      acts = this.#activations(T);
+      acts.setBatch(p.ids, { train: false, what: `prompt ${slot + 1}` });
+      forwardHidden(step, this.model, acts, { states });
+    } else {
+      // Each chunk reads its own ids (inputs land before the whole step runs), the states ping-pong.
+      const sets = this.#chunkStates ??= [0, 1].map((i) =>
+        this.states.map((s, l) =>
+          Tensor.empty(this.gpu, [1, ...s.shape.slice(1)], "f32", `prefill state ${i} ${l}`)
+        )
+      ) as [Tensor[], Tensor[]];
+      const lastLen = T - (chunks - 1) * C;
+      for (let k = 0; k < chunks; k++) {
+        const n = k < chunks - 1 ? C : lastLen;
+        acts = this.#activations(n, lastLen === C ? [] : [C, lastLen]);
+        if (this.#chunkInputs[k]?.T !== n) {
+          // A step already submitted keeps the old buffers alive until it finishes.
+          this.#chunkInputs[k]?.destroy();
+          this.#chunkInputs[k] = new BatchInputs(this.gpu, m, 1, n, `prompt chunk ${k + 1}`);
+        }
+        const input = this.#chunkInputs[k];
+        input.set(p.ids.slice(k * C, k * C + n), { train: false, what: `prompt ${slot + 1}` });
+        forwardHidden(step, this.model, acts, {
+          input,
+          initialStates: k > 0 ? sets[(k - 1) % 2] : undefined,
+          states: k < chunks - 1 ? sets[k % 2] : states,
+          offset: k * C,
+        });
+      }
+    }
     const ring = new Uint32Array(this.histW);
     for (let pos = Math.max(0, T - this.histW); pos < T; pos++) ring[pos % this.histW] = p.ids[pos];
     Tensor.part(this.#hist, slot * this.histW, [this.histW], "history slot").write(ring);
@@ -209,10 +257,9 @@ export class Generator {
       Uint32Array.from([T, p.stream ?? slot, 0, 0]),
     );
     this.lengths[slot] = T;
-    forwardHidden(step, this.model, acts, { states });
     gemv(step, {
-      a: acts.xf,
-      aOffset: (T - 1) * m.d,
+      a: acts!.xf,
+      aOffset: (acts!.T - 1) * m.d,
       w: this.model.head(),
       y: this.#logits,
       yOffset: slot * m.vocab,
@@ -245,13 +292,19 @@ export class Generator {
     this.gpu.scoped("copying the generator's state", () => this.gpu.device.queue.submit([enc.finish()]));
   }
 
-  /** Inference activations for one prompt of T tokens (kept for the next prompt of that length). */
-  #activations(T: number): Activations {
+  /**
+   * Inference activations for one prompt of T tokens (kept for the next prompt of that length); the lengths
+   * in `keep` (those of a chunked prefill's other chunks, in the same step) are kept too.
+   */
+  #activations(T: number, keep: readonly number[] = []): Activations {
     let acts = this.#prefillActs.get(T);
     if (!acts) {
       // Buffers of other lengths are freed; steps already submitted keep them alive until they finish.
-      for (const a of this.#prefillActs.values()) a.destroy();
-      this.#prefillActs.clear();
+      for (const [len, a] of this.#prefillActs) {
+        if (keep.includes(len)) continue;
+        a.destroy();
+        this.#prefillActs.delete(len);
+      }
       acts = new Activations(this.gpu, this.dims, 1, T, false, { shareLayers: true });
       this.#prefillActs.set(T, acts);
     }
@@ -433,6 +486,8 @@ export class Generator {
     for (const t of this.#tensors) t.destroy();
     for (const a of this.#prefillActs.values()) a.destroy();
     this.#prefillActs.clear();
+    for (const set of this.#chunkStates ?? []) for (const t of set) t.destroy();
+    for (const i of this.#chunkInputs) i.destroy();
     for (const s of this.#staging) this.gpu.destroyBuffer(s);
   }
 }

@@ -443,21 +443,38 @@ export function forward(step: Step, model: TnlModel, acts: Activations, opts: Pa
   });
 }
 
+/** Where a forward of a chunk of longer sequences starts, and what it leaves for the next chunk. */
+export interface ChunkOptions {
+  /**
+   * One [B, H, dk, dv] f32 tensor per layer: each layer writes its recurrent state decayed to the last token
+   * (the prefill of generation, spec §5.2; the state the next chunk starts from).
+   */
+  states?: readonly Tensor[];
+  /**
+   * One [B, H, dk, dv] f32 tensor per layer: the state after the token before this chunk, kv_{t0−1}, as an
+   * earlier forward wrote it into `states` (not the same tensors); absent = the sequences start here.
+   */
+  initialStates?: readonly Tensor[];
+  /** position of the chunk's first token, t0 (LRPE positions continue from it); default 0 */
+  offset?: number;
+}
+
 /**
- * Embedding, all layers and the final norm: acts.xf holds the last hidden states. With `states` (one
- * [B, H, dk, dv] f32 tensor per layer), each layer also writes its recurrent state decayed to the last
- * token: the prefill of generation (spec §5.2).
+ * Embedding, all layers and the final norm: acts.xf holds the last hidden states. The chunk options
+ * continue sequences from given states and write the states at the end (chunked evaluation, prefill).
  */
 export function forwardHidden(
   step: Step,
   model: TnlModel,
   acts: Activations,
-  opts: { states?: readonly Tensor[]; input?: BatchInputs } = {},
+  opts: ChunkOptions & { input?: BatchInputs } = {},
 ): void {
   const m = model.dims, N = acts.n;
   const input = opts.input ?? acts.input;
-  if (opts.states && opts.states.length !== m.layers) {
-    throw new TnlError("internal", `forward: ${opts.states.length} states for ${m.layers} layers`);
+  for (const [what, list] of [["states", opts.states], ["initial states", opts.initialStates]] as const) {
+    if (list && list.length !== m.layers) {
+      throw new TnlError("internal", `forward: ${list.length} ${what} for ${m.layers} layers`);
+    }
   }
   embeddingForward(
     step,
@@ -469,13 +486,19 @@ export function forwardHidden(
     m.vocab,
     m.embedScale,
   );
-  for (let l = 0; l < m.layers; l++) layerForward(step, model, acts, l, opts.states?.[l] ?? null);
+  for (let l = 0; l < m.layers; l++) {
+    layerForward(step, model, acts, l, opts.states?.[l] ?? null, {
+      initialState: opts.initialStates?.[l] ?? null,
+      offset: opts.offset ?? 0,
+    });
+  }
   srmsnormForward(step, acts.x, acts.xf, acts.rf, N, m.d);
 }
 
 /**
  * Block l on acts.x in place: the token mixer and the channel mixer, each behind SRMSNorm with a residual.
- * With `state` the attention also writes the layer's recurrent state [B, H, dk, dv] after the last token.
+ * With `state` the attention also writes the layer's recurrent state [B, H, dk, dv] after the last token;
+ * with `from.initialState` it continues from the state before the first token, at position `from.offset`.
  */
 export function layerForward(
   step: Step,
@@ -483,6 +506,7 @@ export function layerForward(
   acts: Activations,
   l: number,
   state: Tensor | null = null,
+  from: { initialState?: Tensor | null; offset?: number } = {},
 ): void {
   const m = model.dims, { B, T, n: N } = acts;
   const L = acts.layers[l], pre = `model.layers.${l}`;
@@ -492,7 +516,7 @@ export function layerForward(
   // token mixer: x += out_proj(u ⊙ SRMSNorm(attention(SiLU(q), SiLU(k), v)))
   srmsnormForward(step, acts.x, L.xn1, L.r1, N, m.d);
   linearForward(step, L.xn1, model.param(`${pre}.token_mixer.qkvu_proj.weight`), L.qkvu, N, m.d, 4 * m.e);
-  qkvPrepForward(step, shape, L.qkvu, theta, L.q, L.k, L.v);
+  qkvPrepForward(step, shape, L.qkvu, theta, L.q, L.k, L.v, from.offset ?? 0);
   const attention = {
     q: L.q,
     k: L.k,
@@ -504,6 +528,7 @@ export function layerForward(
     T,
     d: dq,
     e: m.headDim,
+    initialState: from.initialState ?? undefined,
   };
   if (state) lightningPrefillState(step, { ...attention, state });
   else lightningForward(step, attention);

@@ -77,13 +77,30 @@ function processAlive(pid: number): boolean {
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
     return Number(/^Tgid:\s*(\d+)/m.exec(status)?.[1]) === pid && !/^State:\s*[ZX]/m.test(status);
   } catch (e) {
-    // Without /proc (not Linux) a lock cannot be judged stale: keep it.
-    try {
-      Deno.statSync("/proc/self");
-    } catch {
-      return true;
-    }
-    return !(e instanceof Deno.errors.NotFound);
+    if (e instanceof Deno.errors.NotFound && procReadable()) return false;
+  }
+  // /proc is out of reach (Deno reads it only with --allow-all) or absent (not Linux): ask the shell's
+  // `kill -0`, which fails with "No such process" for a pid that is not running. Where even that cannot
+  // tell, keep the lock.
+  try {
+    const r = new Deno.Command("sh", {
+      args: ["-c", 'kill -0 "$1"', "sh", String(pid)],
+      stdout: "null",
+      stderr: "piped",
+    }).outputSync();
+    if (r.success) return true;
+    return !/no such process/i.test(new TextDecoder().decode(r.stderr));
+  } catch {
+    return true;
+  }
+}
+
+function procReadable(): boolean {
+  try {
+    Deno.readTextFileSync("/proc/self/status");
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -22,6 +22,8 @@ export interface Tokenizer {
   /** byte-level BPE: invalid UTF-8 is kept as its bytes; SentencePiece: each invalid byte reads as U+FFFD */
   encodeBytes?(bytes: Uint8Array): number[];
   decode(ids: readonly number[]): string;
+  /** byte-level BPE: the exact bytes the ids stand for (invalid UTF-8 included) */
+  decodeBytes?(ids: readonly number[]): Uint8Array;
   /** streaming text deltas for generation; never splits a UTF-8 character */
   decodeStream(): { push(id: number): string; flush(): string };
   idToToken(id: number): string | undefined;
@@ -188,4 +190,29 @@ export async function loadTokenizerConfig(dir: string): Promise<TokenizerConfig 
     padToken: tokenName(o.pad_token, file, "pad_token"),
     unkToken: tokenName(o.unk_token, file, "unk_token"),
   };
+}
+
+/**
+ * The BOS id that starts every prompt or document, by `tokenizer_config.json` in `dir`: when it says
+ * add_bos_token, the token its bos_token names (in `tokenizer`), else `fallback` (config.json's
+ * bos_token_id); null when there is no config or it adds no BOS.
+ */
+export async function configuredBos(
+  dir: string,
+  tokenizer: Tokenizer | null,
+  fallback: number | null,
+): Promise<number | null> {
+  const config = await loadTokenizerConfig(dir);
+  if (!config?.addBosToken) return null;
+  if (config.bosToken === null || !tokenizer) return fallback;
+  const id = tokenizer.tokenToId(config.bosToken);
+  if (id === undefined) {
+    throw new TnlError(
+      "input",
+      `${
+        dir.replace(/\/+$/, "")
+      }/tokenizer_config.json: bos_token '${config.bosToken}' is not in the tokenizer`,
+    );
+  }
+  return id;
 }

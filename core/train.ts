@@ -11,6 +11,7 @@ import type { Gpu } from "./gpu.ts";
 import { Activations, BatchInputs, forward, forwardBackward, TnlModel } from "./model.ts";
 import { OptimizerState } from "./optimizer.ts";
 import { Progress } from "./progress.ts";
+import { MqarSampler, mqarValidationSeed } from "./mqar.ts";
 import { checkpointName, listCheckpoints, MetricsLog, RunLock, writeCheckpoint } from "./run.ts";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.ts";
 import { lineChart } from "./svg.ts";
@@ -148,12 +149,18 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
   const resume = checkpoints.at(-1) ?? null;
 
   // ---- data and model
+  const synthetic = cfg.data.synthetic;
   const tokenizerPath = cfg.data.tokenizer ? await tokenizerFile(cfg.data.tokenizer) : null;
   const tokenizer: Tokenizer | null = tokenizerPath ? await loadTokenizer(tokenizerPath) : null;
-  const trainData = await loadTokens(cfg.data.train, tokenizer, `${cfg.path}: data.train`);
-  const valData: TokenStream | null = cfg.data.val.length
+  const trainData = synthetic ? null : await loadTokens(cfg.data.train, tokenizer, `${cfg.path}: data.train`);
+  const valData: TokenStream | null = !synthetic && cfg.data.val.length
     ? await loadTokens(cfg.data.val, tokenizer, `${cfg.path}: data.val`)
     : null;
+  const vocabFromData = synthetic
+    ? synthetic.mqar.vocab
+    : tokenizer
+    ? tokenizer.vocabSize
+    : trainData!.vocabHint;
   let config: TnlConfig;
   let model: TnlModel;
   let state: RunState;
@@ -162,7 +169,7 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
     const loaded = await loadModel(gpu, resume.dir);
     model = loaded.model;
     config = loaded.config;
-    const want = trainDims(cfg, tokenizer ? tokenizer.vocabSize : trainData.vocabHint).config;
+    const want = trainDims(cfg, vocabFromData).config;
     state = JSON.parse(await Deno.readTextFile(`${resume.dir}/state.json`)) as RunState;
     if (
       state.config_hash !== modelHash({ ...want, tie_word_embeddings: config.tie_word_embeddings }) &&
@@ -193,7 +200,7 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
     state = freshState(config);
     log(`initialised from ${cfg.initFrom}`);
   } else {
-    const r = trainDims(cfg, tokenizer ? tokenizer.vocabSize : trainData.vocabHint);
+    const r = trainDims(cfg, vocabFromData);
     config = r.config;
     model = TnlModel.init(gpu, r.dims, t.seed);
     state = freshState(config);
@@ -205,8 +212,15 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
       `${cfg.path}: the model's vocabulary (${dims.vocab}) is smaller than the tokenizer's (${tokenizer.vocabSize})`,
     );
   }
-  checkVocab(trainData, dims.vocab, `${cfg.path}: data.train`);
+  if (trainData) checkVocab(trainData, dims.vocab, `${cfg.path}: data.train`);
   if (valData) checkVocab(valData, dims.vocab, `${cfg.path}: data.val`);
+  if (synthetic && synthetic.mqar.vocab > dims.vocab) {
+    // A model from init_from or a checkpoint keeps its own vocabulary.
+    throw new TnlError(
+      "input",
+      `${cfg.path}: data.vocab = ${synthetic.mqar.vocab} is larger than the model's vocabulary of ${dims.vocab}`,
+    );
+  }
 
   const summary = (extra: Partial<TrainSummary>): TrainSummary => ({
     out_dir: out,
@@ -243,7 +257,9 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
   const stats = Tensor.empty(gpu, [2], "f32", "train stats"); // [0] Σ step losses since the last row, [1] last norm
   const lossSum = Tensor.part(stats, 0, [1], "loss sum"), lastNorm = Tensor.part(stats, 1, [1], "last norm");
   const stepLoss = Tensor.part(acts.loss, 0, [1], "step loss");
-  const sampler = new WindowSampler(trainData.ids, T, t.seed, `${cfg.path}: data.train`);
+  const sampler = synthetic
+    ? new MqarSampler(synthetic.mqar, synthetic.seed)
+    : new WindowSampler(trainData!.ids, T, t.seed, `${cfg.path}: data.train`);
   if (resume) {
     const o = await SafetensorsFile.open(`${resume.dir}/optimizer.safetensors`);
     try {
@@ -258,8 +274,32 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
   } else {
     await writeFileAtomic(`${out}/metrics.jsonl`, "");
   }
+  // Validation: batches of B sequences (windows of the val split, or fixed synthetic sequences).
   const windows = valData ? validationWindows(valData.ids, T, t.eval_tokens) : [];
+  const valSynthetic = synthetic && synthetic.valSamples > 0
+    ? new MqarSampler(synthetic.mqar, mqarValidationSeed(synthetic.seed)).next(synthetic.valSamples)
+    : null;
+  const valSequences = valSynthetic ? synthetic!.valSamples : windows.length;
+  const valPredicted = valSynthetic
+    ? valSynthetic.targets.reduce((a, y) => a + (y === -100 ? 0 : 1), 0)
+    : windows.length * T;
+  const valBatch = (w0: number): { ids: Uint32Array; targets: Int32Array } => {
+    const ids = new Uint32Array(B * T), targets = new Int32Array(B * T).fill(-100);
+    for (let b = 0; b < B && w0 + b < valSequences; b++) {
+      if (valSynthetic) {
+        ids.set(valSynthetic.inputs.subarray((w0 + b) * T, (w0 + b + 1) * T), b * T);
+        targets.set(valSynthetic.targets.subarray((w0 + b) * T, (w0 + b + 1) * T), b * T);
+        continue;
+      }
+      const s = windows[w0 + b];
+      ids.set(valData!.ids.subarray(s, s + T), b * T);
+      for (let i = 0; i < T; i++) targets[b * T + i] = valData!.ids[s + i + 1];
+    }
+    return { ids, targets };
+  };
   const tokensPerStep = B * T * accum;
+  // Positions with a target per step: every one of text windows; the answers of synthetic sequences.
+  const predictedPerStep = synthetic ? B * accum * synthetic.mqar.pairs : tokensPerStep;
   const runInfo = {
     tnl: VERSION,
     git_commit: await gitCommit(),
@@ -284,32 +324,30 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
       `train     B=${B} T=${T} grad_accum=${accum}: ${tokensPerStep} tokens/step, ${steps} steps (${
         (steps * tokensPerStep / 1e6).toFixed(2)
       }M tokens); lr ${t.lr} → ${t.min_lr} ${t.schedule}, warm-up ${t.warmup_steps}, wd ${t.weight_decay}, clip ${t.grad_clip}, seed ${t.seed}`,
-      `data      train ${trainData.ids.length} tokens (${trainData.files.length} file${
-        trainData.files.length > 1 ? "s" : ""
-      })` +
-      (valData
-        ? `, val ${valData.ids.length} tokens → ${windows.length} windows of ${T + 1}`
-        : ", no validation split"),
+      synthetic
+        ? `data      synthetic mqar: vocab ${synthetic.mqar.vocab}, ${synthetic.mqar.pairs} pairs, seq_len ${T}, ` +
+          `seed ${synthetic.seed}; val ${synthetic.valSamples} sequences (${valPredicted} answers)`
+        : `data      train ${trainData!.ids.length} tokens (${trainData!.files.length} file${
+          trainData!.files.length > 1 ? "s" : ""
+        })` +
+          (valData
+            ? `, val ${valData.ids.length} tokens → ${windows.length} windows of ${T + 1}`
+            : ", no validation split"),
       `device    ${gpu.adapter.description}${gpu.adapter.fallback ? " (software)" : ""}`,
       `out_dir   ${out}`,
     ].join("\n"),
   );
 
   // ---- helpers
+  const hasVal = valSequences > 0;
   const evaluate = async (): Promise<number | null> => {
-    if (!valData || !windows.length) return null;
-    const predicted = windows.length * T;
-    for (let w0 = 0; w0 < windows.length; w0 += B) {
-      const ids = new Uint32Array(B * T), targets = new Int32Array(B * T).fill(-100);
-      for (let b = 0; b < B && w0 + b < windows.length; b++) {
-        const s = windows[w0 + b];
-        ids.set(valData.ids.subarray(s, s + T), b * T);
-        for (let i = 0; i < T; i++) targets[b * T + i] = valData.ids[s + i + 1];
-      }
+    if (!hasVal) return null;
+    for (let w0 = 0; w0 < valSequences; w0 += B) {
+      const { ids, targets } = valBatch(w0);
       acts.input.set(ids, { targets, train: false, what: `${cfg.path}: data.val` });
       gpu.run(
         "eval",
-        (step) => forward(step, model, acts, { lossScale: 1 / predicted, accumulateLoss: w0 > 0 }),
+        (step) => forward(step, model, acts, { lossScale: 1 / valPredicted, accumulateLoss: w0 > 0 }),
       );
     }
     return (await acts.loss.readF32())[0];
@@ -396,7 +434,7 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
     const good = (await listCheckpoints(out, () => {})).at(-1)?.dir ?? "none";
     throw new TnlError("diverged", `training diverged: ${what}; the last good checkpoint is ${good}`);
   };
-  if (!resume && valData) {
+  if (!resume && hasVal) {
     lastVal = await evaluate();
     if (lastVal !== null) {
       await metrics.append({ step: 0, val_loss: lastVal });
@@ -414,7 +452,7 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
         inputs[i].set(ids, { targets, what: `${cfg.path}: data.train` });
         forwardBackward(step, model, acts, opt.grads, {
           input: inputs[i],
-          lossScale: 1 / tokensPerStep,
+          lossScale: 1 / predictedPerStep,
           accumulate: i > 0,
           accumulateLoss: i > 0,
         });
@@ -467,7 +505,7 @@ async function run(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, out: string):
       windowStart = performance.now();
       windowTokens = 0;
     }
-    if (valData && (state.step % t.eval_every === 0 || last)) {
+    if (hasVal && (state.step % t.eval_every === 0 || last)) {
       lastVal = await evaluate();
       if (lastVal !== null) {
         if (!Number.isFinite(lastVal)) {

@@ -13,6 +13,7 @@ import {
   type TnlConfig,
 } from "./config.ts";
 import { ioError, TnlError } from "./errors.ts";
+import { MQAR_POWER_A, mqarProblems, type MqarSettings } from "./mqar.ts";
 
 export type Schedule = "cosine" | "linear" | "constant";
 
@@ -60,11 +61,26 @@ export const TRAIN_DEFAULTS: Omit<TrainSettings, "steps" | "tokens"> = {
 };
 
 export interface DataSettings {
-  /** files or globs of the training split */
+  /** files or globs of the training split (empty with synthetic data) */
   train: string[];
   val: string[];
   tokenizer: string | null;
+  /** sequences generated on the fly instead of files */
+  synthetic: SyntheticData | null;
 }
+
+/** `data: {synthetic: mqar, ...}`: associative-recall sequences (core/mqar.ts). */
+export interface SyntheticData {
+  kind: "mqar";
+  mqar: MqarSettings;
+  /** seed of the training sequences (default train.seed); validation uses another stream of it */
+  seed: number;
+  /** validation sequences per evaluation (0: none) */
+  valSamples: number;
+}
+
+/** Defaults of the synthetic data keys (seq_len: train.seq_len; seed: train.seed). */
+export const SYNTHETIC_DEFAULTS = { vocab: 8192, pairs: 8, power_a: MQAR_POWER_A, val_samples: 256 };
 
 export interface TrainConfig {
   /** the config file (paths inside are relative to its directory) */
@@ -116,7 +132,16 @@ const DATA_KEYS: Record<string, Kind> = {
   train: { t: "paths" },
   val: { t: "paths" },
   tokenizer: { t: "string" },
+  synthetic: { t: "enum", values: ["mqar"] },
+  vocab: { t: "int", min: 4 },
+  pairs: { t: "int", min: 1 },
+  seq_len: { t: "int", min: 1 },
+  seed: { t: "int", min: 0 },
+  power_a: { t: "number", positive: true, max: 1 },
+  val_samples: { t: "int", min: 0 },
 };
+const FILE_DATA_KEYS = ["train", "val", "tokenizer"];
+const SYNTHETIC_KEYS = ["vocab", "pairs", "seq_len", "seed", "power_a", "val_samples"];
 
 const MODEL_KEYS: Record<string, Kind> = {
   preset: { t: "enum", values: Object.keys(PRESETS) },
@@ -232,6 +257,27 @@ export function parseTrainConfig(text: string, path: string): TrainConfig {
   if (has("train.steps") && has("train.tokens")) {
     add(2, trainNodes.get("tokens")?.key, "train: give either steps or tokens, not both");
   }
+  // ---- synthetic data: its own keys, no files; its seq_len is the training seq_len
+  const synthetic = values.get("data.synthetic") as string | undefined;
+  if (synthetic) {
+    for (const k of FILE_DATA_KEYS) {
+      if (dataNodes.has(k)) {
+        add(2, dataNodes.get(k)!.key, `data.${k}: not with data.synthetic (sequences are generated)`);
+      }
+    }
+    const dataLen = values.get("data.seq_len"), trainLen = values.get("train.seq_len");
+    if (dataLen !== undefined && trainLen !== undefined && dataLen !== trainLen) {
+      add(
+        2,
+        trainNodes.get("seq_len")?.key,
+        `train.seq_len = ${trainLen} differs from data.seq_len = ${dataLen} (give one of them)`,
+      );
+    }
+  } else {
+    for (const k of SYNTHETIC_KEYS) {
+      if (dataNodes.has(k)) add(2, dataNodes.get(k)!.key, `data.${k}: only with data.synthetic`);
+    }
+  }
   const lr = values.get("train.lr") as number | undefined ?? TRAIN_DEFAULTS.lr;
   const minLr = values.get("train.min_lr") as number | undefined ?? Math.min(TRAIN_DEFAULTS.min_lr, lr);
   if (minLr > lr) add(2, trainNodes.get("min_lr")?.key, `train.min_lr = ${minLr} is above train.lr = ${lr}`);
@@ -265,7 +311,7 @@ export function parseTrainConfig(text: string, path: string): TrainConfig {
 
   // ---- missing keys
   if (!top.get("out_dir")) add(3, null, "missing key out_dir (the run directory)");
-  if (!top.get("data") || !dataNodes.get("train")) {
+  if (!synthetic && (!top.get("data") || !dataNodes.get("train"))) {
     add(3, top.get("data")?.key ?? null, "missing key data.train (training files)");
   }
   if (
@@ -285,6 +331,27 @@ export function parseTrainConfig(text: string, path: string): TrainConfig {
     }
   }
   if (!values.has("train.min_lr")) train.min_lr = Math.min(TRAIN_DEFAULTS.min_lr, train.lr / 10);
+  let syntheticData: SyntheticData | null = null;
+  if (synthetic) {
+    const get = <T>(k: string, dflt: T) => (values.has(`data.${k}`) ? values.get(`data.${k}`) as T : dflt);
+    if (values.has("data.seq_len")) train.seq_len = values.get("data.seq_len") as number;
+    const mqar: MqarSettings = {
+      vocab: get("vocab", SYNTHETIC_DEFAULTS.vocab),
+      pairs: get("pairs", SYNTHETIC_DEFAULTS.pairs),
+      seqLen: train.seq_len,
+      powerA: get("power_a", SYNTHETIC_DEFAULTS.power_a),
+    };
+    const problems = mqarProblems(mqar);
+    if (problems.length) {
+      throw new TnlError("input", problems.map((p) => `${path}: data.${p}`).join("\n"));
+    }
+    syntheticData = {
+      kind: "mqar",
+      mqar,
+      seed: get("seed", train.seed),
+      valSamples: get("val_samples", SYNTHETIC_DEFAULTS.val_samples),
+    };
+  }
   return {
     path,
     model,
@@ -292,9 +359,10 @@ export function parseTrainConfig(text: string, path: string): TrainConfig {
     preset,
     initFrom: values.has("model.init_from") ? rel(values.get("model.init_from") as string) : null,
     data: {
-      train: (values.get("data.train") as string[]).map(rel),
+      train: ((values.get("data.train") as string[] | undefined) ?? []).map(rel),
       val: ((values.get("data.val") as string[] | undefined) ?? []).map(rel),
       tokenizer: values.has("data.tokenizer") ? rel(values.get("data.tokenizer") as string) : null,
+      synthetic: syntheticData,
     },
     train,
     outDir: rel(values.get("out_dir") as string),
@@ -345,6 +413,7 @@ function checkValue(
       if (typeof scalar !== "number" || !Number.isFinite(scalar)) return bad("a finite number");
       if (kind.positive && !(scalar > 0)) return bad("a number > 0");
       if (kind.min !== undefined && scalar < kind.min) return bad(`a number ≥ ${kind.min}`);
+      if (kind.max !== undefined && scalar > kind.max) return bad(`a number ≤ ${kind.max}`);
       return scalar;
     }
     case "bool":
@@ -430,7 +499,9 @@ export function trainDims(
   } else if (vocabFromData !== null && config.vocab_size < vocabFromData) {
     throw new TnlError(
       "input",
-      `${cfg.path}: model.vocab_size = ${config.vocab_size} is smaller than the vocabulary of the tokenizer or token files (${vocabFromData})`,
+      `${cfg.path}: model.vocab_size = ${config.vocab_size} is smaller than the ${
+        cfg.data.synthetic ? "data.vocab" : "vocabulary of the tokenizer or token files"
+      } (${vocabFromData})`,
     );
   }
   return { config, dims: resolveDims(config, `${cfg.path}: model`) };

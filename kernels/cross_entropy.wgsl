@@ -2,6 +2,8 @@
 // max and sum of exponentials (online softmax), one pass writing d(logits) over the logits in place.
 //   loss[r] = logsumexp(logits[r]) − logits[r, target[r]]          (0 where target = ignore_index)
 //   GRAD: logits[r, c] ← scale · (softmax(logits[r])[c] − [c = target[r]])   (0 where ignored)
+//   HITS: hits[r] = 1 where the target's logit is larger than every other logit of the row (the greedy
+//         prediction is the target; a tie is a miss), else 0 (0 where ignored): accuracy for evaluation
 
 struct Params {
   rows: u32,
@@ -11,6 +13,7 @@ struct Params {
   base_loss: u32,
   ignore_index: i32,
   scale: f32,
+  base_hits: u32,
 }
 @group(1) @binding(0) var<uniform> p: Params;
 
@@ -21,6 +24,9 @@ struct Params {
 #endif
 @group(0) @binding(1) var<storage, read> targets: array<i32>;      // targets: [rows] i32
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;   // loss: [rows] f32, per-row NLL
+#if HITS
+@group(0) @binding(3) var<storage, read_write> hits: array<f32>;   // hits: [rows] f32
+#endif
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -42,8 +48,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 
   var m = -3.0e38;
   var s = 0.0;
+#if HITS
+  var above = 0.0; // other logits ≥ the target's
+#endif
   for (var c = lid; c < p.vocab; c += 256u) {
     let v = logits[row + c];
+#if HITS
+    if (!ignored && i32(c) != tgt && v >= target_logit) { above += 1.0; }
+#endif
     if (v > m) {
       s = s * exp(m - v) + 1.0;
       m = v;
@@ -57,6 +69,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   if (lid == 0u) {
     if (ignored) { loss[p.base_loss + r] = 0.0; } else { loss[p.base_loss + r] = lse - target_logit; }
   }
+#if HITS
+  let n_above = wg_sum(above, lid, sg_size);
+  if (lid == 0u) { hits[p.base_hits + r] = select(0.0, 1.0, !ignored && n_above == 0.0); }
+#endif
 #if GRAD
   for (var c = lid; c < p.vocab; c += 256u) {
     var g = 0.0;

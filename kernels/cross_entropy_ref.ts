@@ -26,3 +26,24 @@ export function crossEntropyRef(
   }
   return { loss, dlogits };
 }
+
+/** 1 where the target's logit is larger than every other logit of its row (0 on ties and ignored rows). */
+export function crossEntropyHitsRef(
+  logits: Num,
+  targets: Num,
+  rows: number,
+  vocab: number,
+  ignoreIndex = -100,
+): Float64Array {
+  const hits = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const t = targets[r];
+    if (t === ignoreIndex) continue;
+    let unique = true;
+    for (let c = 0; c < vocab; c++) {
+      if (c !== t && logits[r * vocab + c] >= logits[r * vocab + t]) unique = false;
+    }
+    hits[r] = unique ? 1 : 0;
+  }
+  return hits;
+}

@@ -114,6 +114,8 @@ export interface LmHeadArgs {
   dw?: Tensor;
   betaW?: number;
   ignoreIndex?: number;
+  /** [n] f32 (out, evaluation only): 1 where the target is the row's unique largest logit, else 0 */
+  hits?: Tensor;
 }
 
 /** Rows of logits the scratch holds. */
@@ -140,6 +142,7 @@ export function lmHeadLoss(step: Step, a: LmHeadArgs): void {
       ignoreIndex: a.ignoreIndex ?? IGNORE_INDEX,
       targetOffset: r0,
       lossOffset: r0,
+      hits: a.hits,
     });
     if (a.dx) matmul(step, { a: a.logits, b: a.w, c: a.dx, m: c, n: a.d, k: a.vocab, cOffset: r0 * a.d });
     if (a.dw) {

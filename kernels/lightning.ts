@@ -21,6 +21,10 @@
 //   contribution to the state (scratch [heads, chunks, dk, dv] fp32), pass 2 scans them along the chunks
 //   (exclusive, decay λ^L per chunk), pass 3 runs every chunk at once from the state at its first row
 //   (inter term through that state, diagonal blocks inside the chunk).
+//
+// The forward and the prefill state can continue a sequence from a given state (`initialState`, the state
+// kv_{t0−1} after the token before this part): evaluation of long documents in chunks at constant memory,
+// and prefills of prompts longer than one pass.
 
 import { randomTensor } from "./elementwise.ts";
 import type { BenchCase } from "../core/bench.ts";
@@ -111,6 +115,11 @@ export interface LightningForwardArgs extends LightningShape, LightningOptions {
   v: Tensor; // [B, H, T, e] f32
   o: Tensor; // [B, H, T, e] f32 (written)
   slopes: Tensor; // [H] f32: the decay rate s per head (λ = e^−s), e.g. from tnlDecayRates
+  /**
+   * [B, H, d, e] f32: the state kv_{t0−1} = Σ_{s<t0} λ^(t0−1−s) k_sᵀ v_s of the tokens before row 0 (as
+   * lightningPrefillState writes it); absent = a fresh start (zero).
+   */
+  initialState?: Tensor;
 }
 
 export interface LightningBackwardArgs extends LightningShape, LightningOptions {
@@ -132,8 +141,13 @@ export interface LightningPrefillArgs extends LightningShape, LightningOptions {
   /** When given, the outputs are computed in the same pass. */
   o?: Tensor;
   slopes: Tensor;
-  /** [B, H, d, e] f32 (written): kv_{T−1} = Σ_s λ^(T−1−s) k_sᵀ v_s, row-major with d rows. */
+  /**
+   * [B, H, d, e] f32 (written): kv_{T−1} = Σ_s λ^(T−1−s) k_sᵀ v_s, row-major with d rows (with
+   * `initialState`, its decayed contribution λ^T·kv_{t0−1} included). Not the same memory as initialState.
+   */
   state: Tensor;
+  /** [B, H, d, e] f32: the state before row 0, as in LightningForwardArgs. */
+  initialState?: Tensor;
 }
 
 // ---------------------------------------------------------------- decay rates
@@ -261,12 +275,20 @@ function coreDef(c: Config, out: boolean, vecK: boolean, vecV: boolean): KernelD
   return def;
 }
 
-const scanDef: KernelDef = {
-  name: "lightning_scan",
-  code: scanSource,
-  bindings: ["read", "rw"],
-  paramBytes: 8 * 4,
-};
+const scanDefs = new Map<boolean, KernelDef>();
+function scanDef(init: boolean): KernelDef {
+  let def = scanDefs.get(init);
+  if (!def) {
+    def = {
+      name: init ? "lightning_scan_init" : "lightning_scan",
+      code: preprocess("lightning_scan", scanSource, { INIT: init }),
+      bindings: init ? ["read", "rw", "read"] : ["read", "rw"],
+      paramBytes: 9 * 4,
+    };
+    scanDefs.set(init, def);
+  }
+  return def;
+}
 
 // ---------------------------------------------------------------- per-device scratch and placeholders
 
@@ -320,6 +342,7 @@ interface Product {
   c: Tensor; // [heads, T, dv]
   o: Tensor | null; // [heads, T, dv]
   state: Tensor | null; // [heads, dk, dv]
+  init: Tensor | null; // [heads, dk, dv]: kv_{t0−1}, or null for zero
   dk: number;
   dv: number;
   reverse: boolean;
@@ -357,9 +380,24 @@ export function chunkedUnsupported(gpu: Gpu, T: number): string | null {
 }
 
 /** Whether a call takes the chunked variant (forced, or auto on a device that can run it). */
-function useChunked(gpu: Gpu, shape: LightningShape, opts: LightningOptions): boolean {
+function useChunked(
+  gpu: Gpu,
+  shape: LightningShape,
+  opts: LightningOptions,
+  hasInitialState: boolean,
+): boolean {
   const variant = opts.variant ?? "auto";
   if (variant !== "chunked" && variant !== "auto") return false;
+  // The chunked variant starts every sequence from the zero state; a given state takes the block sweep.
+  if (hasInitialState) {
+    if (variant === "chunked") {
+      throw new TnlError(
+        "internal",
+        "lightning attention, chunked variant: an initial state is not supported",
+      );
+    }
+    return false;
+  }
   const why = chunkedUnsupported(gpu, shape.T);
   if (why && variant === "chunked") throw new TnlError("gpu", `lightning attention, chunked variant: ${why}`);
   return !why;
@@ -404,7 +442,7 @@ export function lightningScratchElements(
   shape: LightningShape,
   opts: LightningOptions = {},
 ): number {
-  if (useChunked(gpu, shape, opts)) {
+  if (useChunked(gpu, shape, opts, false)) {
     const c = chunkedPlan(gpu, shape, opts);
     return c.nchunks > 1 ? 2 * c.group * c.nchunks * shape.d * shape.e : 0;
   }
@@ -514,7 +552,7 @@ function encodeProduct(
       scratch = cachedScratch(gpu, need);
     }
   }
-  const scan = gpu.kernel(scanDef);
+  const scan = gpu.kernel(scanDef(prod.init !== null));
   const unusedRead = cache.read.view(), unusedWrite = cache.write.view();
 
   for (let h0 = 0; h0 < heads; h0 += group) {
@@ -525,11 +563,12 @@ function encodeProduct(
     const va = prod.a ? prod.a.view(h0 * rowsK, nh * rowsK) : null;
     const vo = prod.o ? prod.o.view(h0 * rowsV, nh * rowsV) : null;
     const vs = prod.state ? prod.state.view(h0 * dk * dv, nh * dk * dv) : null;
+    const vi = prod.init ? prod.init.view(h0 * dk * dv, nh * dk * dv) : null;
     const vk = scratch ? scratch.view(0, nh * p.nchunks * dk * dv) : null;
     const params = (
       o: { a?: TensorView | null; o?: TensorView | null; kvIn?: TensorView | null; out?: TensorView | null },
       z0: number,
-      init: boolean,
+      init: 0 | 1 | 2,
       store: number,
     ) =>
       packParams([
@@ -548,7 +587,7 @@ function encodeProduct(
         [p.nchunks, "u32"],
         [z0, "u32"],
         [prod.reverse ? 1 : 0, "u32"],
-        [init ? 1 : 0, "u32"],
+        [init, "u32"],
         [store, "u32"],
       ]);
     const slopeView = slopes.view();
@@ -562,13 +601,13 @@ function encodeProduct(
       step.dispatch(
         kvKernel,
         [slopeView, vb, vc, unusedRead, vk!],
-        params({ out: vk }, 0, false, 1),
+        params({ out: vk }, 0, 0, 1),
         [p.slices, nh, p.nchunks - 1],
       );
-      // Pass 2: the state at each chunk's first row.
+      // Pass 2: the state at each chunk's first row (from the initial state, when given).
       step.dispatch(
         scan,
-        [slopeView, vk!],
+        vi ? [slopeView, vk!, vi] : [slopeView, vk!],
         packParams([
           [dk * dv, "u32"],
           [p.nchunks, "u32"],
@@ -578,17 +617,20 @@ function encodeProduct(
           [vk!.base, "u32"],
           [1, "u32"],
           [p.nchunks, "u32"],
+          [vi?.base ?? 0, "u32"],
         ]),
         [Math.ceil((dk * dv) / 64), nh],
       );
     }
-    const kvIn = p.parallel ? vk : null;
+    // Where the sweep starts: the scanned chunk states, the caller's state (decayed to row 0), or zero.
+    const kvIn = p.parallel ? vk : vi;
+    const init = p.parallel ? 1 : vi ? 2 : 0;
     if (va && vo) {
       // Pass 3 (or the whole sequential sweep): outputs, and the final state when asked for.
       step.dispatch(
         outKernel,
         [slopeView, va, vb, vc, vo, kvIn ?? unusedRead, vs ?? unusedWrite],
-        params({ a: va, o: vo, kvIn, out: vs }, 0, p.parallel, vs ? 2 : 0),
+        params({ a: va, o: vo, kvIn, out: vs }, 0, init, vs ? 2 : 0),
         [p.slices, nh, p.nchunks],
       );
     } else if (vs) {
@@ -596,7 +638,7 @@ function encodeProduct(
       step.dispatch(
         kvKernel,
         [slopeView, vb, vc, kvIn ?? unusedRead, vs],
-        params({ kvIn, out: vs }, p.nchunks - 1, p.parallel, 2),
+        params({ kvIn, out: vs }, p.nchunks - 1, init, 2),
         [p.slices, nh, 1],
       );
     }
@@ -756,7 +798,7 @@ function chunkStates(
     [tiles, Math.ceil((g.nchunks - 1) / G), g.nh],
   );
   g.step.dispatch(
-    gpu.kernel(scanDef),
+    gpu.kernel(scanDef(false)),
     [g.slopes, kv],
     packParams([
       [dk * dv, "u32"],
@@ -767,6 +809,7 @@ function chunkStates(
       [kv.base, "u32"],
       [G, "u32"],
       [g.nchunks, "u32"],
+      [0, "u32"],
     ]),
     [Math.ceil((dk * dv) / 64), g.nh],
   );
@@ -933,14 +976,16 @@ export function lightningForward(step: Step, args: LightningForwardArgs): void {
   checkTensor(args.k, "k", B * H * T * d);
   checkTensor(args.v, "v", B * H * T * e);
   checkTensor(args.o, "o", B * H * T * e);
+  if (args.initialState) checkTensor(args.initialState, "initial state", B * H * d * e);
   if (T === 0) return;
-  if (useChunked(step.gpu, args, args)) return chunkedForward(step, args);
+  if (useChunked(step.gpu, args, args, args.initialState !== undefined)) return chunkedForward(step, args);
   encodeProduct(step, args, args.slopes, {
     a: args.q,
     b: args.k,
     c: args.v,
     o: args.o,
     state: null,
+    init: args.initialState ?? null,
     dk: d,
     dv: e,
     reverse: false,
@@ -959,8 +1004,8 @@ export function lightningBackward(step: Step, args: LightningBackwardArgs): void
   checkTensor(args.dk, "dk", B * H * T * d);
   checkTensor(args.dv, "dv", B * H * T * e);
   if (T === 0) return;
-  if (useChunked(step.gpu, args, args)) return chunkedBackward(step, args);
-  const base = { state: null };
+  if (useChunked(step.gpu, args, args, false)) return chunkedBackward(step, args);
+  const base = { state: null, init: null };
   // dq_t = Σ_{s≤t} λ^(t−s) (do_t·v_s) k_s
   encodeProduct(step, args, args.slopes, {
     ...base,
@@ -1014,13 +1059,24 @@ export function lightningPrefillState(step: Step, args: LightningPrefillArgs): v
   if (T === 0) {
     throw new TnlError("internal", "lightning prefill: T = 0 (an empty prompt has the zero state)");
   }
-  if (useChunked(step.gpu, args, args)) return chunkedPrefill(step, args);
+  if (args.initialState) {
+    checkTensor(args.initialState, "initial state", B * H * d * e);
+    const a = args.initialState, s = args.state;
+    if (a.buffer === s.buffer && a.offset < s.offset + s.size && s.offset < a.offset + a.size) {
+      throw new TnlError(
+        "internal",
+        `lightning prefill: the initial state '${a.label}' and the state '${s.label}' share memory`,
+      );
+    }
+  }
+  if (useChunked(step.gpu, args, args, args.initialState !== undefined)) return chunkedPrefill(step, args);
   encodeProduct(step, args, args.slopes, {
     a: args.o ? args.q! : null,
     b: args.k,
     c: args.v,
     o: args.o ?? null,
     state: args.state,
+    init: args.initialState ?? null,
     dk: d,
     dv: e,
     reverse: false,
@@ -1029,7 +1085,7 @@ export function lightningPrefillState(step: Step, args: LightningPrefillArgs): v
 
 /** The variant and chunking the dispatcher picks for a product with these head dims (for tests, docs). */
 export function lightningPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {}) {
-  if (useChunked(gpu, shape, opts)) {
+  if (useChunked(gpu, shape, opts, false)) {
     const c = chunkedPlan(gpu, shape, opts);
     return {
       variant: "chunked" as const,

@@ -11,7 +11,10 @@
 //   KV    = λ^BT KV + (diag(λ^(BT−r)) B_b)ᵀ C_b
 // The sequential variant is one chunk per head. The block-parallel variant runs this kernel twice: first
 // with OUT off and p.store = 1 to get every chunk's own contribution to the state, then (after the scan in
-// lightning_scan.wgsl) with p.init = 1, each chunk starting from the state at its first row.
+// lightning_scan.wgsl) with p.init = 1, each chunk starting from the state at its first row. A sequence that
+// continues an earlier one (chunked evaluation, long prefills) starts from the caller's state kv_{t0−1}:
+// the sequential variant reads it with p.init = 2 (decayed once, to row 0), the block-parallel variant
+// seeds the scan with it.
 //
 // Work per block is staged through workgroup memory in chunks of DC columns of A and B (so any dk ≤ 256
 // fits); 4×8 register tiles with vec4 operands (12 vec4 loads from workgroup memory per 128 FMAs):
@@ -39,7 +42,8 @@ struct Params {
   nchunks: u32,   // chunks per head
   z0: u32,        // chunk of workgroup z = 0
   reverse: u32,   // 1: logical row i is stored at row T − 1 − i
-  init: u32,      // 1: start chunk z from kv_in slot z (else from zero)
+  init: u32,      // 0: start from zero; 1: from kv_in slot z (a state at the chunk's first row); 2: from
+                  //    λ · kv_in slot z (a caller's state kv_{t0−1} after the token before row 0)
   store: u32,     // 0: nothing; 1: write the chunk's final KV to kv_out slot z; 2: the last chunk writes
                   //    the state decayed to the last row, kv_{T−1}, to kv_out [head]
 }
@@ -64,6 +68,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;       // O: [heads, T, dv] f32
 #endif
 @group(0) @binding(5) var<storage, read> kv_in: array<f32>;         // kv_in: [heads, nchunks, dk, dv] f32
+                                                                    //   (init 2: [heads, dk, dv])
 @group(0) @binding(6) var<storage, read_write> kv_out: array<f32>;  // kv_out: [heads, dk, dv] f32 (store 2)
 #else
 @group(0) @binding(0) var<storage, read> slopes: array<f32>;        // slopes: [H] f32
@@ -251,8 +256,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let a_head = 0u;
 #endif
 
-  // The state at the chunk's first row.
+  // The state at the chunk's first row (λ·kv_{t0−1} from a caller's state: em1 is not ready yet, so the
+  // factor is computed here).
   let kv_slot = p.kv_base + (head * p.nchunks + z) * p.dk * p.dv;
+  let init_decay = vec4<f32>(select(0.0, expm1_neg(-s), p.init == 2u));
   for (var i = t; i < DKMAX * W4; i += NT) {
     var v = vec4<f32>(0.0);
     let row = i / W4;
@@ -262,6 +269,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       for (var c = 0u; c < 4u; c++) {
         if (col + c < p.dv) { v[c] = kv_in[at + c]; }
       }
+      v = fma(v, init_decay, v);
     }
     KV[i] = v;
   }

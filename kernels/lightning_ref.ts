@@ -40,17 +40,21 @@ export function lightningRef(q: Num, k: Num, v: Num, slopes: Num, dims: AttnDims
   return o;
 }
 
-/** Recurrence form; also returns the state decayed to the last token, kv_{T−1} [B, H, d, e]. */
+/**
+ * Recurrence form; also returns the state decayed to the last token, kv_{T−1} [B, H, d, e]. With `init`
+ * ([B, H, d, e]) the recurrence continues from kv_{−1} = init (a sequence cut into parts).
+ */
 export function lightningRecurrenceRef(
   q: Num,
   k: Num,
   v: Num,
   slopes: Num,
   dims: AttnDims,
+  init?: Num,
 ): { o: Float64Array; state: Float64Array } {
   const { B, H, T, d, e } = dims;
   const o = new Float64Array(B * H * T * e);
-  const state = new Float64Array(B * H * d * e);
+  const state = init ? Float64Array.from(init) : new Float64Array(B * H * d * e);
   for (let bh = 0; bh < B * H; bh++) {
     const lambda = Math.exp(-slopes[bh % H]);
     const qo = bh * T * d, vo = bh * T * e;

@@ -5,8 +5,10 @@
 //   kv_start(0) = 0,  kv_start(z + 1) = λ^L · kv_start(z) + contribution(z)    (L = rows per span)
 // Span z's slot is min(z·G + G − 1, slots − 1): with G = 1 every slot (one span per chunk); with G chunks
 // per span (the chunked variant) the last slot of each group of G, where the group's total sits. The last
-// span's contribution is never read into anything that is stored. One invocation per state element,
-// sequential over spans; loads are issued four spans ahead of the dependent chain.
+// span's contribution is never read into anything that is stored. With INIT the sequence continues from a
+// caller's state kv_{t0−1} (the state after the token before row 0): kv_start(0) = λ · kv_init.
+// One invocation per state element, sequential over spans; loads are issued four spans ahead of the
+// dependent chain.
 
 struct Params {
   n: u32,         // elements per slot: dk·dv
@@ -17,10 +19,14 @@ struct Params {
   base: u32,      // element offset of the first head's slot 0 inside the bound range
   group: u32,     // G: slots per span
   slots: u32,     // slots per head
+  init_base: u32, // element offset of the first head's initial state inside its bound range (INIT)
 }
 
 @group(0) @binding(0) var<storage, read> slopes: array<f32>;      // slopes: [H] f32
 @group(0) @binding(1) var<storage, read_write> kv: array<f32>;    // kv: [heads, slots, dk, dv] f32
+#if INIT
+@group(0) @binding(2) var<storage, read> kv_init: array<f32>;     // kv_init: [heads, dk, dv] f32
+#endif
 @group(1) @binding(0) var<uniform> p: Params;
 
 // expm1(x) for x ≤ 0 (as in lightning.wgsl).
@@ -48,9 +54,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let idx = wg.x * 64u + t;
   if (idx >= p.n) { return; }
   let head = wg.y;
-  let em = expm1_neg(-slopes[(p.head0 + head) % p.H] * f32(p.span_len));
+  let rate = slopes[(p.head0 + head) % p.H];
+  let em = expm1_neg(-rate * f32(p.span_len));
   let at = p.base + head * p.slots * p.n + idx;
+#if INIT
+  let x0 = kv_init[p.init_base + head * p.n + idx];
+  var prefix = fma(expm1_neg(-rate), x0, x0);
+#else
   var prefix = 0.0;
+#endif
   var z = 0u;
   for (; z + 4u <= p.spans; z += 4u) {
     let s0 = at + slot(z);

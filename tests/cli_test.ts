@@ -43,17 +43,11 @@ Deno.test("an unknown command or flag is a usage error (exit 2) in one line", as
   assert.match(oneErrorLine(e.stderr), /TNL_ADAPTER=warp-drive/);
 });
 
-Deno.test("subcommands still to come say so and exit 7, none pretends", async () => {
-  for (
-    const args of [
-      ["eval", "--model", "x", "a.txt"],
-    ]
-  ) {
-    const r = await tnl(args);
-    assert.equal(r.code, EXIT_CODES.unavailable, args.join(" "));
-    assert.match(oneErrorLine(r.stderr), /not available/);
-    assert.equal(r.stdout, "");
-  }
+Deno.test("tnl eval FILES with a missing model directory is an io error (exit 4) in one line", async () => {
+  const r = await tnl(["eval", "--model", "no-such-model", "a.txt"]);
+  assert.equal(r.code, EXIT_CODES.io);
+  assert.match(oneErrorLine(r.stderr), /cannot read no-such-model\/config\.json: no such file/);
+  assert.equal(r.stdout, "");
 });
 
 Deno.test("tnl info --json prints one JSON document with adapter, features, limits and a passing self-test", async () => {

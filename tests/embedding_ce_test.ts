@@ -3,7 +3,7 @@ import { openGpu } from "../core/gpu.ts";
 import { Rng } from "../core/random.ts";
 import { Tensor } from "../core/tensor.ts";
 import { crossEntropy, IGNORE_INDEX } from "../kernels/cross_entropy.ts";
-import { crossEntropyRef } from "../kernels/cross_entropy_ref.ts";
+import { crossEntropyHitsRef, crossEntropyRef } from "../kernels/cross_entropy_ref.ts";
 import {
   embeddingBackward,
   embeddingBuckets,
@@ -160,3 +160,40 @@ Deno.test("cross-entropy reference gradient equals finite differences", () => {
     crossEntropyRef(x, targets, rows, vocab, 1).loss.reduce((a, b) => a + b, 0);
   assertGradient(lossSum, l, crossEntropyRef(l, targets, rows, vocab, 1).dlogits, "cross-entropy");
 });
+
+Deno.test(
+  "cross-entropy hits (the target is the unique largest logit) vs float64, with ties and ignored rows",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const rng = new Rng(46);
+    for (const [rows, vocab] of [[1, 1], [6, 7], [40, 300], [9, 5000]]) {
+      // Few distinct values, so that ties happen; some rows get their target as the clear winner.
+      const hl = Float32Array.from({ length: rows * vocab }, () => rng.int(4));
+      const ht = Int32Array.from({ length: rows }, () => rng.int(vocab));
+      for (let r = 0; r < rows; r += 2) hl[r * vocab + ht[r]] = 5;
+      if (rows > 2) ht[1] = IGNORE_INDEX;
+      if (rows > 3) hl[3 * vocab + ((ht[3] + 1) % vocab)] = 5; // a tie with the target: a miss
+      const logits = Tensor.from(gpu, hl, [rows, vocab], "f32", "logits");
+      const targets = Tensor.from(gpu, ht, [rows], "i32", "targets");
+      const loss = Tensor.empty(gpu, [rows + 3], "f32", "loss");
+      const hits = Tensor.empty(gpu, [rows + 3], "f32", "hits");
+      gpu.run(
+        "ce hits",
+        (step) => crossEntropy(step, logits, targets, loss, rows, vocab, { lossOffset: 3, hits }),
+      );
+      const want = crossEntropyHitsRef(hl, ht, rows, vocab);
+      const got = (await hits.readF32()).slice(3);
+      assert.deepEqual([...got], [...want], `${rows}x${vocab}`);
+      assert.ok(vocab === 1 || want.some((h) => h === 1), "some hits");
+      if (rows > 3) assert.equal(got[3], 0, "a tie is a miss");
+      assertClose(
+        (await loss.readF32()).slice(3),
+        crossEntropyRef(hl, ht, rows, vocab, 1).loss,
+        1e-5,
+        "loss",
+      );
+      [logits, targets, loss, hits].forEach((t) => t.destroy());
+    }
+  },
+);

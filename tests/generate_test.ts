@@ -545,3 +545,41 @@ Deno.test("continuation text keeps the space SentencePiece drops at the start of
     }
   }
 });
+
+Deno.test(
+  "a prompt prefilled in chunks (states carried, positions continued) = in one forward: logits, states, tokens",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const { model } = await loadModel(gpu, TINY);
+    const g = await fixture();
+    const prompt = { ids: g.ids.slice(0, 90) };
+    const run = async (prefillChunk: number) => {
+      const gen = new Generator(model, { batch: 1, sampling: GREEDY, prefillChunk });
+      try {
+        gen.prefill([prompt]);
+        const logits = await gen.logits.readF32();
+        const states = await Promise.all(gen.states.map((s) => s.readF32()));
+        gen.prefill([prompt]);
+        const [out] = await generate(gen, [prompt], { maxTokens: 12, eos: null });
+        return { logits, states, tokens: out.tokens };
+      } finally {
+        gen.destroy();
+      }
+    };
+    try {
+      const whole = await run(4096);
+      for (const chunk of [32, 7]) {
+        const parts = await run(chunk);
+        assertClose(parts.logits, whole.logits, 1e-5, `chunks of ${chunk}: logits of the last position`);
+        parts.states.forEach((s, l) =>
+          assertClose(s, whole.states[l], 1e-5, `chunks of ${chunk}: state ${l}`)
+        );
+        assert.deepEqual(parts.tokens, whole.tokens, `chunks of ${chunk}: greedy tokens`);
+      }
+    } finally {
+      g.f.close();
+      model.destroy();
+    }
+  },
+);

@@ -421,3 +421,105 @@ Deno.test("bad shapes are refused clearly", gpuTest, async () => {
   step.abandon();
   [t, s].forEach((x) => x.destroy());
 });
+
+// ---------------------------------------------------------------- continuing from a given state
+
+/** Forward, state only, and state + outputs from the initial state `init`, in one step. */
+async function runFrom(gpu: Gpu, x: Inputs, init: Float32Array, opts: LightningOptions) {
+  const { B, H, T, d, e } = x.dims;
+  const t = (data: Float32Array | number, label: string) =>
+    typeof data === "number"
+      ? Tensor.empty(gpu, [data], "f32", label)
+      : Tensor.from(gpu, data, [data.length], "f32", label);
+  const q = t(x.hq, "q"), k = t(x.hk, "k"), v = t(x.hv, "v"), slopes = t(x.hs, "slopes");
+  const initialState = t(init, "initial state");
+  const o = t(B * H * T * e, "o"), o2 = t(B * H * T * e, "o2");
+  const state = t(B * H * d * e, "state"), state2 = t(B * H * d * e, "state2");
+  const args = { ...x.dims, q, k, v, slopes, initialState, ...opts };
+  gpu.run("lightning from a state", (step) => {
+    lightningForward(step, { ...args, o });
+    lightningPrefillState(step, { ...args, state });
+    lightningPrefillState(step, { ...args, o: o2, state: state2 });
+  });
+  const r = {
+    o: await o.readF32(),
+    state: await state.readF32(),
+    prefillO: await o2.readF32(),
+    prefillState: await state2.readF32(),
+  };
+  [q, k, v, slopes, initialState, o, o2, state, state2].forEach((x) => x.destroy());
+  return r;
+}
+
+Deno.test(
+  "both variants continue a sequence from a given state: outputs and states vs the float64 recurrence",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    let seed = 700;
+    for (const variant of ["sequential", "parallel"] as const) {
+      for (const [d, e] of [[16, 16], [32, 16], [24, 40], [3, 5]] as [number, number][]) {
+        for (const T of [1, 7, 33, 200]) {
+          const dims = { B: 2, H: 3, T, d, e };
+          const x = inputs(dims, RATES, seed++);
+          // A state of the size many earlier tokens leave: sums of products of unit-scale rows.
+          const init = new Rng(seed++).uniformArray(dims.B * dims.H * d * e, -20, 20);
+          const rec = lightningRecurrenceRef(x.hq, x.hk, x.hv, x.hs, dims, init);
+          const r = await runFrom(gpu, x, init, { variant, chunkRows: 64 });
+          const label = `${variant} d=${d} e=${e} T=${T} from a state`;
+          assertClose(r.o, rec.o, REL, `${label}: o`);
+          assertClose(r.state, rec.state, REL, `${label}: state`);
+          assertClose(r.prefillState, rec.state, REL, `${label}: state with outputs`);
+          assert.deepEqual(r.prefillO, r.o, `${label}: the prefill's outputs equal the forward's`);
+        }
+      }
+    }
+    lightningReleaseScratch(gpu);
+  },
+);
+
+Deno.test(
+  "a sequence cut in two parts, the second from the first's state, equals the whole",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const whole = { B: 1, H: 3, T: 300, d: 32, e: 16 };
+    const x = inputs(whole, RATES, 800);
+    const cut = 117;
+    const part = (a: Float32Array, w: number, t0: number, t1: number) => {
+      const out = new Float32Array(whole.H * (t1 - t0) * w);
+      for (let h = 0; h < whole.H; h++) {
+        out.set(a.subarray((h * whole.T + t0) * w, (h * whole.T + t1) * w), h * (t1 - t0) * w);
+      }
+      return out;
+    };
+    const slice = (t0: number, t1: number): Inputs => ({
+      dims: { ...whole, T: t1 - t0 },
+      hq: part(x.hq, whole.d, t0, t1),
+      hk: part(x.hk, whole.d, t0, t1),
+      hv: part(x.hv, whole.e, t0, t1),
+      hdo: part(x.hdo, whole.e, t0, t1),
+      hs: x.hs,
+    });
+    const rec = lightningRecurrenceRef(x.hq, x.hk, x.hv, x.hs, whole);
+    for (const variant of ["sequential", "parallel"] as const) {
+      const first = await runAll(gpu, slice(0, cut), { variant, chunkRows: 32 });
+      const second = await runFrom(gpu, slice(cut, whole.T), first.state, { variant, chunkRows: 32 });
+      assertClose(second.o, part(Float32Array.from(rec.o), whole.e, cut, whole.T), REL, `${variant}: o`);
+      assertClose(second.state, rec.state, REL, `${variant}: final state`);
+    }
+    // The state written must not be the initial state it reads.
+    const s = Tensor.empty(gpu, [whole.H * whole.d * whole.e], "f32", "s");
+    const k = Tensor.empty(gpu, [whole.H * whole.T * whole.d], "f32", "k");
+    const v = Tensor.empty(gpu, [whole.H * whole.T * whole.e], "f32", "v");
+    const r = Tensor.from(gpu, x.hs, [3], "f32", "r");
+    const step = gpu.step("in place");
+    assert.throws(
+      () => lightningPrefillState(step, { ...whole, k, v, slopes: r, state: s, initialState: s }),
+      (e) => e instanceof TnlError && e.message.includes("share memory"),
+    );
+    step.abandon();
+    [s, k, v, r].forEach((x) => x.destroy());
+    lightningReleaseScratch(gpu);
+  },
+);
