@@ -3,7 +3,7 @@
 // product), and the recurrent attention step with SiLU and LRPE fused in.
 
 import { TnlError } from "../core/errors.ts";
-import type { Step } from "../core/gpu.ts";
+import type { Gpu, Step } from "../core/gpu.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { SRMS_EPS } from "./srmsnorm.ts";
 import { cachedDef, grid1d, packParams, preprocess, withReduceLib } from "./wgsl.ts";
@@ -12,22 +12,28 @@ import lrpeLib from "./lrpe_lib.wgsl" with { type: "text" };
 
 /** Most sequences one GEMV dispatch takes. */
 export const GEMV_MAX_BATCH = 8;
+/** Output rows from which `auto` sums each row in one subgroup. */
+export const GEMV_SUBGROUP_MIN_ROWS = 2048;
 
 interface GemvVariant {
   nb: number;
   rows: number; // output rows per workgroup (R)
+  /** subgroup size S of the one-subgroup-per-row form (R = 256 / S); 0: the workgroup-tree form */
+  sgRows: number;
   norm: boolean;
   prod: boolean;
   vec: boolean;
   subgroups: boolean;
 }
 
+/** How a GEMV sums a row: one subgroup per row (where the subgroup size is fixed), or a workgroup tree. */
+export type GemvForm = "auto" | "subgroup" | "tree";
+
 const gemvDef = (v: GemvVariant) =>
   cachedDef(
-    `decode/gemv/${v.nb}/${v.rows}/${v.norm}/${v.prod}/${v.vec}/${v.subgroups}`,
-    () => ({
-      name: `gemv-b${v.nb}-r${v.rows}${v.norm ? "-norm" : ""}${v.prod ? "-prod" : ""}${v.vec ? "-vec4" : ""}`,
-      code: withReduceLib("decode", source, {
+    `decode/gemv/${v.nb}/${v.rows}/${v.sgRows}/${v.norm}/${v.prod}/${v.vec}/${v.subgroups}`,
+    () => {
+      const defines = {
         GEMV: true,
         RECUR: false,
         LRPE: false,
@@ -35,14 +41,23 @@ const gemvDef = (v: GemvVariant) =>
         R: v.rows,
         LANES: 256 / v.rows,
         PART: 256 * v.nb,
+        SGROWS: v.sgRows > 0,
+        S: v.sgRows,
         NORM: v.norm,
         PROD: v.prod,
         VEC: v.vec,
         SUBGROUPS: v.subgroups,
-      }),
-      bindings: ["read", "read", "read", "rw"],
-      paramBytes: 11 * 4,
-    }),
+      };
+      return {
+        name: `gemv-b${v.nb}-r${v.rows}${v.sgRows ? "-sg" : ""}${v.norm ? "-norm" : ""}${
+          v.prod ? "-prod" : ""
+        }${v.vec ? "-vec4" : ""}`,
+        // The subgroup form needs no workgroup reduction (nor its scratch memory).
+        code: v.sgRows ? preprocess("decode", source, defines) : withReduceLib("decode", source, defines),
+        bindings: ["read", "read", "read", "rw"] as const,
+        paramBytes: 11 * 4,
+      };
+    },
   );
 
 const recurDef = (lrpe: boolean, w: number) =>
@@ -53,6 +68,7 @@ const recurDef = (lrpe: boolean, w: number) =>
       RECUR: true,
       LRPE: lrpe,
       W: w,
+      SGROWS: false,
       NORM: false,
       PROD: false,
       VEC: false,
@@ -78,6 +94,8 @@ export interface GemvArgs {
   norm?: boolean;
   /** y = … + beta·y (1 adds a residual in place) */
   beta?: number;
+  /** how rows are summed (tests and benchmarks compare the forms; default auto: subgroup where it can) */
+  form?: GemvForm;
   aOffset?: number;
   aStride?: number;
   bOffset?: number;
@@ -88,6 +106,16 @@ export interface GemvArgs {
 
 function pow2floor(n: number): number {
   return 2 ** Math.floor(Math.log2(Math.max(1, n)));
+}
+
+/**
+ * The subgroup size where the adapter has one fixed size (min = max; e.g. 32 on NVIDIA, 8 on llvmpipe) and
+ * subgroups are on (the device check at open time makes them consecutive runs of local invocations); else 0.
+ */
+function fixedSubgroupSize(gpu: Gpu): number {
+  const { subgroupMinSize: min, subgroupMaxSize: max } = gpu.adapter;
+  if (!gpu.features.subgroups || min === null || min !== max) return 0;
+  return [4, 8, 16, 32, 64, 128].includes(min) ? min : 0;
 }
 
 /** Output rows per workgroup: 256 / R invocations per row, each taking about four loads or more. */
@@ -129,12 +157,26 @@ export function gemv(step: Step, g: GemvArgs): void {
     (!g.b || (vb.base % 4 === 0 && bStride % 4 === 0));
   const rowsPer = Math.max(1, Math.floor(w.maxViewElements() / inF));
   const units = vecIn ? inF / 4 : inF;
-  const r = rowsPerWorkgroup(units);
+  const form = g.form ?? "auto";
+  const fixed = fixedSubgroupSize(gpu);
+  if (form === "subgroup" && !fixed) {
+    throw new TnlError(
+      "internal",
+      "gemv: the subgroup form needs subgroups of one fixed size on this adapter",
+    );
+  }
+  // auto: one subgroup per row only where there are enough rows to keep the GPU's memory system busy; a
+  // short output takes several subgroups per row (H200, in = 1024: out = 4096 and 64000 run 27% and 33%
+  // faster one subgroup per row; out = 1024 runs 10–15% slower: docs/performance.md).
+  const sg = form === "tree" ? 0 : form === "subgroup" || out >= GEMV_SUBGROUP_MIN_ROWS ? fixed : 0;
+  const r = sg ? 256 / sg : rowsPerWorkgroup(units);
   const lanes = 256 / r;
   // Iterations of the longest invocation, all loops counted (llvmpipe leaves loops after Gpu.loopLimit).
   const sgIters = gpu.features.subgroups ? 256 : 9;
-  const iterations = (g.norm ? nb * (Math.ceil(units / 256) + sgIters) : 0) +
-    Math.ceil(units / lanes) * (nb + 1) + (Math.log2(lanes) + 1) * (nb + 1) + 4 * nb;
+  const iterations = sg
+    ? (g.norm ? nb * Math.ceil(units / sg) : 0) + Math.ceil(units / sg) * (nb + 1) + 3 * nb
+    : (g.norm ? nb * (Math.ceil(units / 256) + sgIters) : 0) +
+      Math.ceil(units / lanes) * (nb + 1) + (Math.log2(lanes) + 1) * (nb + 1) + 4 * nb;
   if (iterations > gpu.loopLimit) {
     throw new TnlError(
       "gpu",
@@ -148,7 +190,15 @@ export function gemv(step: Step, g: GemvArgs): void {
     const vy = y.view(yOff + o0, span(0, yStride, n));
     const vec = vecIn && vw.base % 4 === 0;
     const kernel = gpu.kernel(
-      gemvDef({ nb, rows: r, norm: g.norm === true, prod, vec, subgroups: gpu.features.subgroups }),
+      gemvDef({
+        nb,
+        rows: r,
+        sgRows: sg,
+        norm: g.norm === true,
+        prod,
+        vec,
+        subgroups: gpu.features.subgroups,
+      }),
     );
     step.dispatch(
       kernel,

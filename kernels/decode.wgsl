@@ -47,7 +47,6 @@ const LANES: u32 = {{LANES}}u; // invocations per row: 256 / R
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;   // y: [NB, y_stride] f32 (columns 0..rows here)
 
-var<workgroup> part: array<f32, {{PART}}>;                        // [NB][256] partial sums
 
 #if VEC
 fn xin(b: u32, i: u32) -> vec4<f32> {
@@ -66,6 +65,82 @@ fn xin(b: u32, i: u32) -> f32 {
 #endif
 }
 #endif
+
+#if SGROWS
+// One subgroup per output row (R = 256 / S rows per workgroup, S the adapter's fixed subgroup size): the S
+// lanes stride through `in` with four loads in flight, then subgroupAdd; no workgroup memory, no barrier.
+// With NORM each subgroup sums a² itself (a stays in cache).
+const S: u32 = {{S}}u;
+
+#if VEC
+fn mac(wv: vec4<f32>, x: vec4<f32>) -> f32 { return dot(wv, x); }
+#else
+fn mac(wv: f32, x: f32) -> f32 { return wv * x; }
+#endif
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let o = (wg.y * nwg.x + wg.x) * R + lid / S;
+#if VEC
+  let units = p.cols / 4u;
+  let wrow = (p.base_w + o * p.cols) / 4u;
+#else
+  let units = p.cols;
+  let wrow = p.base_w + o * p.cols;
+#endif
+  var scale: array<f32, NB>;
+  for (var b = 0u; b < NB; b++) { scale[b] = 1.0; }
+#if NORM
+  for (var b = 0u; b < NB; b++) {
+    var ss = 0.0;
+#if VEC
+    let a0 = (p.base_a + b * p.a_stride) / 4u;
+    for (var i = lane; i < units; i += S) {
+      let v = a[a0 + i];
+      ss += dot(v, v);
+    }
+#else
+    let a0 = p.base_a + b * p.a_stride;
+    for (var i = lane; i < units; i += S) {
+      let v = a[a0 + i];
+      ss = fma(v, v, ss);
+    }
+#endif
+    scale[b] = inverseSqrt(subgroupAdd(ss) / f32(p.cols) + p.eps);
+  }
+#endif
+  var acc: array<f32, NB>;
+  for (var b = 0u; b < NB; b++) { acc[b] = 0.0; }
+  if (o < p.rows) {
+    var i = lane;
+    for (; i + 3u * S < units; i += 4u * S) {
+      let w0 = w[wrow + i];
+      let w1 = w[wrow + i + S];
+      let w2 = w[wrow + i + 2u * S];
+      let w3 = w[wrow + i + 3u * S];
+      for (var b = 0u; b < NB; b++) {
+        acc[b] += (mac(w0, xin(b, i)) + mac(w1, xin(b, i + S))) +
+          (mac(w2, xin(b, i + 2u * S)) + mac(w3, xin(b, i + 3u * S)));
+      }
+    }
+    for (; i < units; i += S) {
+      let wv = w[wrow + i];
+      for (var b = 0u; b < NB; b++) { acc[b] += mac(wv, xin(b, i)); }
+    }
+  }
+  for (var b = 0u; b < NB; b++) { acc[b] = subgroupAdd(acc[b]); }
+  if (lane == 0u && o < p.rows) {
+    for (var b = 0u; b < NB; b++) {
+      let yi = p.base_y + b * p.y_stride + o;
+      var v = acc[b] * scale[b];
+      if (p.beta != 0.0) { v = fma(p.beta, y[yi], v); }
+      y[yi] = v;
+    }
+  }
+}
+#else
+var<workgroup> part: array<f32, {{PART}}>;                        // [NB][256] partial sums
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -135,6 +210,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     }
   }
 }
+#endif
 #endif
 
 #if RECUR

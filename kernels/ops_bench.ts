@@ -9,6 +9,8 @@ import { crossEntropy } from "./cross_entropy.ts";
 import { gluBackward, gluForward, randomTensor, siluBackward, siluForward } from "./elementwise.ts";
 import { normGateBackward, normGateForward, qkvPrepBackward, qkvPrepForward } from "./token_mixer.ts";
 import { embeddingBackward, embeddingBuckets, embeddingForward, uploadBuckets } from "./embedding.ts";
+import { gemv, type GemvForm, recurrentStep } from "./decode.ts";
+import { type SamplerSettings, sampleTokens } from "./sample.ts";
 import { linearBackward, linearForward, lmHeadLoss } from "./layers.ts";
 import { gradNorm, partialsFor } from "./reduce.ts";
 import { srmsnormBackward, srmsnormForward } from "./srmsnorm.ts";
@@ -285,6 +287,122 @@ export const opsBenchCases: BenchCase[] = [
         // grad norm reads g; AdamW reads p, g, m, v and writes p, m, v
         bytes: 8 * n * 4,
         dispose: dispose([p, g, m, v, norm, flag, partials]),
+      };
+    },
+  },
+  {
+    // The decode GEMVs of tnl-385m at batch 1, 24 dependent dispatches per repeat (one per layer, as in a
+    // decode round): the time per dispatch is the median / 24; GB/s counts the weights read.
+    name: "gemv",
+    group: "kernels",
+    shapes: (quick) =>
+      (quick ? [{ in: 256, out: 1000, op: "norm", nb: 1, dispatches: 4 }] : [
+        { in: 1024, out: 4096, op: "norm", nb: 1, dispatches: 24 },
+        { in: 1024, out: 5632, op: "norm", nb: 1, dispatches: 24 },
+        { in: 1024, out: 1024, op: "norm-prod", nb: 1, dispatches: 24 },
+        { in: 2816, out: 1024, op: "prod", nb: 1, dispatches: 24 },
+        { in: 1024, out: 64000, op: "norm", nb: 1, dispatches: 4 },
+        { in: 1024, out: 4096, op: "norm", nb: 8, dispatches: 24 },
+      ]).flatMap((s) => [{ ...s, form: "auto" }, { ...s, form: "tree" }]),
+    setup(gpu, s) {
+      const inF = N(s, "in"), out = N(s, "out"), nb = N(s, "nb"), n = N(s, "dispatches");
+      const op = String(s.op);
+      const [a, b, w] = randomTensors(gpu, [[[nb, inF], "a"], [[nb, inF], "b"], [[out, inF], "w"]], 9);
+      const y = Tensor.empty(gpu, [nb, out], "f32", "y");
+      return {
+        encode: (step) => {
+          for (let i = 0; i < n; i++) {
+            gemv(step, {
+              a,
+              b: op.endsWith("prod") ? b : undefined,
+              w,
+              y,
+              nb,
+              out,
+              in: inF,
+              norm: op.startsWith("norm"),
+              beta: 1,
+              form: s.form as GemvForm,
+            });
+          }
+        },
+        bytes: n * (out * inF + nb * (2 * inF + 2 * out)) * 4,
+        dispose: dispose([a, b, w, y]),
+      };
+    },
+  },
+  {
+    // The recurrent step of one decode token (tnl-385m: H 8, d 128; LRPE doubles the state rows), 24
+    // dependent dispatches per repeat; GB/s counts the state read and written.
+    name: "recurrent-step",
+    group: "kernels",
+    shapes: (quick) =>
+      quick ? [{ B: 1, H: 2, d: 32, lrpe: 1, dispatches: 4 }] : [
+        { B: 1, H: 8, d: 128, lrpe: 0, dispatches: 24 },
+        { B: 1, H: 8, d: 128, lrpe: 1, dispatches: 24 },
+        { B: 8, H: 8, d: 128, lrpe: 0, dispatches: 24 },
+      ],
+    setup(gpu, s) {
+      const B = N(s, "B"), H = N(s, "H"), d = N(s, "d"), n = N(s, "dispatches"), lrpe = N(s, "lrpe") === 1;
+      const dk = lrpe ? 2 * d : d;
+      const [qkvu, theta, kv] = randomTensors(gpu, [[[B, 4 * H * d], "qkvu"], [[H, d], "theta"], [[
+        B,
+        H,
+        dk,
+        d,
+      ], "kv"]], 10);
+      const seq = Tensor.from(gpu, new Uint32Array(B * 4).fill(7), [B, 4], "u32", "seq");
+      const decay = Tensor.from(gpu, new Float32Array(H).fill(0.99), [H], "f32", "decay");
+      const o = Tensor.empty(gpu, [B, H, d], "f32", "o");
+      return {
+        encode: (step) => {
+          for (let i = 0; i < n; i++) {
+            recurrentStep(step, { qkvu, theta: lrpe ? theta : null, seq, decay, kv, o, B, H, d });
+          }
+        },
+        bytes: n * B * H * (2 * dk * d + 4 * d) * 4,
+        dispose: dispose([qkvu, theta, kv, seq, decay, o]),
+      };
+    },
+  },
+  {
+    // One draw per dispatch over the vocabulary of tnl-385m, batch 1: greedy, and llama.cpp's default chain
+    // (temp 0.8, top-k 40, top-p 0.95, min-p 0.05); 16 dependent dispatches per repeat.
+    name: "sample",
+    group: "kernels",
+    shapes: (quick) =>
+      (quick ? [{ vocab: 1000, dispatches: 4 }] : [{ vocab: 64000, dispatches: 16 }]).flatMap((s) => [
+        { ...s, chain: "greedy" },
+        { ...s, chain: "llama" },
+      ]),
+    setup(gpu, s) {
+      const vocab = N(s, "vocab"), n = N(s, "dispatches");
+      const [logits] = randomTensors(gpu, [[[1, vocab], "logits"]], 11);
+      const hist = Tensor.from(gpu, new Uint32Array(1), [1, 1], "u32", "hist");
+      const seq = Tensor.from(gpu, new Uint32Array([1, 0, 0, 0]), [1, 4], "u32", "seq");
+      const cur = Tensor.empty(gpu, [1], "u32", "cur");
+      const out = Tensor.empty(gpu, [n, 1, 2], "u32", "out");
+      const info = Tensor.empty(gpu, [1, 4], "f32", "info");
+      const greedy = s.chain === "greedy";
+      const settings: SamplerSettings = {
+        temp: greedy ? 0 : 0.8,
+        topK: greedy ? 0 : 40,
+        topP: greedy ? 1 : 0.95,
+        minP: greedy ? 0 : 0.05,
+        repeatPenalty: 1,
+        repeatLastN: 0,
+        seed: 1,
+        banned: null,
+        logprobs: false,
+      };
+      return {
+        encode: (step) => {
+          for (let i = 0; i < n; i++) {
+            sampleTokens(step, { logits, hist, seq, cur, out, info, nseq: 1, vocab, histW: 1 }, settings, i);
+          }
+        },
+        bytes: n * vocab * 4,
+        dispose: dispose([logits, hist, seq, cur, out, info]),
       };
     },
   },

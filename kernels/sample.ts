@@ -65,8 +65,10 @@ const def = (subgroups: boolean) =>
 /** Loop iterations of the busiest invocation (llvmpipe leaves loops after Gpu.loopLimit). */
 export function samplerIterations(vocab: number, window: number): number {
   const per = Math.ceil(vocab / 256);
-  return 2 * per + 64 + Math.ceil(window / 256) * window + per + 8 + 4 * (per + 257) +
-    (2 * per + 256 + 33 * Math.max(per, 2) + 33 * 40) + 2 * per + 512;
+  // A pass over the vocabulary: ⌈per / 8⌉ iterations of 8 loads, each followed by 8 inner iterations.
+  const pass = Math.ceil(per / 8) * 9;
+  return 2 * pass + 64 + Math.ceil(window / 256) * window + pass + 8 + 4 * (pass + 257) +
+    (2 * pass + 256 + 33 * Math.max(per, 2) + 33 * 40) + 2 * pass + 512;
 }
 
 /** Checks settings a user can get wrong (the CLI checks them first with its own flag names). */

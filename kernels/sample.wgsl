@@ -13,7 +13,9 @@
 //   7. the draw: u = hash(seed, stream, position) ∈ [0, 1), the first kept token in the fixed order
 //      (id mod 256, id) whose cumulative mass exceeds u × the kept mass (inverse CDF).
 // Invocation t owns the ids t, t + 256, ...: every pass is a coalesced strided loop and every sum has a
-// fixed order, so the same seed gives the same tokens on a device. The chosen token goes to cur (the next
+// fixed order, so the same seed gives the same tokens on a device. One workgroup per sequence has few loads
+// in flight, so the passes over the vocabulary issue U = 8 loads (ids i, i + 256, ..., i + 7·256) before
+// using them, in the same order as one at a time. The chosen token goes to cur (the next
 // step's input), the history ring, and row out_row of out (with its log-probability); len advances.
 
 struct Params {
@@ -60,6 +62,19 @@ var<workgroup> pen_raw: array<f32, PMAX>;     // raw logit of a penalized token,
 var<workgroup> counter: atomic<u32>;
 var<workgroup> shared_u: vec4<u32>;
 var<workgroup> shared_f: vec4<f32>;
+
+const U: u32 = 8u;           // loads in flight per invocation in a pass over the vocabulary
+
+// The logit of id i < V of the sequence at lb (clamped: a load past the end is issued but never used).
+fn lg(lb: u32, i: u32) -> f32 {
+  return logits[lb + min(i, p.vocab - 1u)];
+}
+
+// U logits of ids i, i + NT, ..., i + (U − 1)·NT.
+fn load_u(lb: u32, i: u32) -> array<f32, U> {
+  return array<f32, U>(lg(lb, i), lg(lb, i + NT), lg(lb, i + 2u * NT), lg(lb, i + 3u * NT), lg(lb, i + 4u * NT),
+                       lg(lb, i + 5u * NT), lg(lb, i + 6u * NT), lg(lb, i + 7u * NT));
+}
 
 fn neg_inf() -> f32 {
   return bitcast<f32>(0xff800000u);
@@ -131,10 +146,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   var raw_lse = 0.0;
   if ((p.flags & 1u) != 0u) {
     var m = neg_inf();
-    for (var i = lid; i < V; i += NT) { m = max(m, logits[lb + i]); }
+    for (var i0 = lid; i0 < V; i0 += U * NT) {
+      let l = load_u(lb, i0);
+      for (var u = 0u; u < U; u++) {
+        if (i0 + u * NT < V) { m = max(m, l[u]); }
+      }
+    }
     let gm = wg_max(m, lid, sg_size);
     var s = 0.0;
-    for (var i = lid; i < V; i += NT) { s += exp(logits[lb + i] - gm); }
+    for (var i0 = lid; i0 < V; i0 += U * NT) {
+      let l = load_u(lb, i0);
+      for (var u = 0u; u < U; u++) {
+        if (i0 + u * NT < V) { s += exp(l[u] - gm); }
+      }
+    }
     raw_lse = gm + log(wg_sum(s, lid, sg_size));
   }
 
@@ -167,13 +192,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   var bm = neg_inf();
   var bi = NONE;
   var bad = 0u;
-  for (var i = lid; i < V; i += NT) {
-    let l = logits[lb + i];
-    let bits = bitcast<u32>(l) & 0x7fffffffu;
-    if (bits > 0x7f800000u || bitcast<u32>(l) == 0x7f800000u) { bad = 1u; }
-    if (l > bm) {
-      bm = l;
-      bi = i;
+  for (var i0 = lid; i0 < V; i0 += U * NT) {
+    let ls = load_u(lb, i0);
+    for (var u = 0u; u < U; u++) {
+      let i = i0 + u * NT;
+      let l = ls[u];
+      if (i < V) {
+        let bits = bitcast<u32>(l) & 0x7fffffffu;
+        if (bits > 0x7f800000u || bitcast<u32>(l) == 0x7f800000u) { bad = 1u; }
+        if (l > bm) {
+          bm = l;
+          bi = i;
+        }
+      }
     }
   }
   if (lid == 0u) { atomicStore(&counter, 0u); }
@@ -220,9 +251,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let shift = 24u - 8u * round;
         atomicStore(&bins[lid], 0u);
         workgroupBarrier();
-        for (var i = lid; i < V; i += NT) {
-          let key = key_of(logits[lb + i]);
-          if ((key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
+        for (var i0 = lid; i0 < V; i0 += U * NT) {
+          let ls = load_u(lb, i0);
+          for (var u = 0u; u < U; u++) {
+            let key = key_of(ls[u]);
+            if (i0 + u * NT < V && (key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
+          }
         }
         workgroupBarrier();
         if (lid == 0u) {
@@ -247,8 +281,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var tp = tk;
     if (p.top_p < 1.0) {
       var own = 0u;
-      for (var i = lid; i < V; i += NT) {
-        if (key_of(logits[lb + i]) >= tk) { own += 1u; }
+      for (var i0 = lid; i0 < V; i0 += U * NT) {
+        let ls = load_u(lb, i0);
+        for (var u = 0u; u < U; u++) {
+          if (i0 + u * NT < V && key_of(ls[u]) >= tk) { own += 1u; }
+        }
       }
       mi[lid] = own;
       workgroupBarrier();
@@ -265,13 +302,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       let gathered = n <= CAP;
       if (gathered) {
         var at = mi[lid];
-        for (var i = lid; i < V; i += NT) {
-          let l = logits[lb + i];
-          let key = key_of(l);
-          if (key >= tk) {
-            cand_key[at] = key;
-            cand_m[at] = mass(l, mx, inv_t);
-            at += 1u;
+        for (var i0 = lid; i0 < V; i0 += U * NT) {
+          let ls = load_u(lb, i0);
+          for (var u = 0u; u < U; u++) {
+            let l = ls[u];
+            let key = key_of(l);
+            if (i0 + u * NT < V && key >= tk) {
+              cand_key[at] = key;
+              cand_m[at] = mass(l, mx, inv_t);
+              at += 1u;
+            }
           }
         }
       }
@@ -288,13 +328,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var part = 0.0;
     var count = 0u;
     var smallest = mx;
-    for (var i = lid; i < V; i += NT) {
-      let l = logits[lb + i];
-      let m = mass(l, mx, inv_t);
-      if (key_of(l) >= tp && m >= p.min_p) {
-        part += m;
-        count += 1u;
-        smallest = min(smallest, l);
+    for (var i0 = lid; i0 < V; i0 += U * NT) {
+      let ls = load_u(lb, i0);
+      for (var u = 0u; u < U; u++) {
+        let l = ls[u];
+        let m = mass(l, mx, inv_t);
+        if (i0 + u * NT < V && key_of(l) >= tp && m >= p.min_p) {
+          part += m;
+          count += 1u;
+          smallest = min(smallest, l);
+        }
       }
     }
     mv[lid] = part;
@@ -344,15 +387,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       var c = pf.x;
       var found = NONE;
       var last = NONE;
-      for (var i = lid; i < V; i += NT) {
-        let l = logits[lb + i];
-        let m = mass(l, mx, inv_t);
-        if (key_of(l) >= tp && m >= p.min_p && m > 0.0) {
-          last = i;
-          c += m;
-          if (c > pf.y) {
-            found = i;
-            break;
+      for (var i0 = lid; i0 < V && found == NONE; i0 += U * NT) {
+        let ls = load_u(lb, i0);
+        for (var u = 0u; u < U; u++) {
+          let i = i0 + u * NT;
+          let l = ls[u];
+          let m = mass(l, mx, inv_t);
+          if (i < V && key_of(l) >= tp && m >= p.min_p && m > 0.0) {
+            last = i;
+            c += m;
+            if (c > pf.y) {
+              found = i;
+              break;
+            }
           }
         }
       }

@@ -3,7 +3,7 @@ import type { Gpu } from "../core/gpu.ts";
 import { openGpu } from "../core/gpu.ts";
 import { Rng } from "../core/random.ts";
 import { Tensor } from "../core/tensor.ts";
-import { gemv, GEMV_MAX_BATCH, recurrentStep } from "../kernels/decode.ts";
+import { gemv, GEMV_MAX_BATCH, type GemvForm, recurrentStep } from "../kernels/decode.ts";
 import { gemvRef, recurrentStepRef } from "../kernels/decode_ref.ts";
 import { assertClose, gpuTest, testGpu } from "./_gpu.ts";
 
@@ -15,6 +15,7 @@ interface GemvCase {
   in: number;
   mode: "plain" | "norm" | "gate" | "glu";
   beta?: number;
+  form?: GemvForm;
 }
 
 async function checkGemv(gpu: Gpu, c: GemvCase, rng: Rng) {
@@ -50,6 +51,7 @@ async function checkGemv(gpu: Gpu, c: GemvCase, rng: Rng) {
     bStride,
     yOffset,
     yStride,
+    form: c.form,
   };
   gpu.run("gemv test", (step) => gemv(step, { ...args, a, b: bT, w, y }));
   const got = await y.readF32();
@@ -59,22 +61,50 @@ async function checkGemv(gpu: Gpu, c: GemvCase, rng: Rng) {
 }
 
 Deno.test(
-  "GEMV (plain, fused SRMSNorm, gate, SGLU product) vs float64, batches 1..8, odd sizes",
+  "GEMV (plain, fused SRMSNorm, gate, SGLU product) vs float64, batches 1..8, odd sizes, both row sums",
   gpuTest,
   async () => {
     const gpu = await testGpu();
     const rng = new Rng(70);
-    for (const mode of ["plain", "norm", "gate", "glu"] as const) {
-      for (const nb of [1, 3, GEMV_MAX_BATCH]) {
-        await checkGemv(gpu, { nb, out: 37, in: 64, mode }, rng);
-        await checkGemv(gpu, { nb, out: 5, in: 23, mode, beta: 1 }, rng); // scalar path
-      }
+    const { subgroupMinSize: min, subgroupMaxSize: max } = gpu.adapter;
+    const fixed = gpu.features.subgroups && min !== null && min === max;
+    // The workgroup tree, and one subgroup per row where the adapter has one subgroup size (lavapipe: 8).
+    const forms: GemvForm[] = fixed ? ["tree", "subgroup"] : ["tree"];
+    if (!fixed) {
+      assert.throws(
+        () =>
+          gpu.run(
+            "x",
+            (step) =>
+              gemv(step, {
+                a: dummy(gpu),
+                w: dummy(gpu),
+                y: dummy(gpu),
+                nb: 1,
+                out: 1,
+                in: 1,
+                form: "subgroup",
+              }),
+          ),
+        /subgroup form needs subgroups of one fixed size/,
+      );
     }
-    await checkGemv(gpu, { nb: 1, out: 1, in: 1, mode: "norm" }, rng);
-    await checkGemv(gpu, { nb: 2, out: 300, in: 1024, mode: "norm" }, rng); // 64 lanes per row
-    await checkGemv(gpu, { nb: 2, out: 70, in: 2816, mode: "glu", beta: 1 }, rng);
+    for (const form of forms) {
+      for (const mode of ["plain", "norm", "gate", "glu"] as const) {
+        for (const nb of [1, 3, GEMV_MAX_BATCH]) {
+          await checkGemv(gpu, { nb, out: 37, in: 64, mode, form }, rng);
+          await checkGemv(gpu, { nb, out: 5, in: 23, mode, beta: 1, form }, rng); // scalar path
+        }
+      }
+      await checkGemv(gpu, { nb: 1, out: 1, in: 1, mode: "norm", form }, rng);
+      await checkGemv(gpu, { nb: 2, out: 300, in: 1024, mode: "norm", form }, rng); // 64 lanes per row
+      await checkGemv(gpu, { nb: 2, out: 70, in: 2816, mode: "glu", beta: 1, form }, rng);
+      await checkGemv(gpu, { nb: 1, out: 33, in: 4 * 71, mode: "gate", form }, rng); // unrolled loop + tail
+    }
   },
 );
+
+const dummy = (gpu: Gpu) => Tensor.from(gpu, new Float32Array(4), [4], "f32", "dummy");
 
 Deno.test("GEMV cuts output rows to the binding limit", gpuTest, async () => {
   const gpu = await openGpu({ maxBindingBytes: 4096 }); // 1024 floats: 16 rows of 64 per binding
