@@ -1,16 +1,18 @@
 // `tnl demo`: the whole path on real data, small enough for a 2-core machine without a GPU: the Brown
 // Corpus → a byte-level BPE tokenizer → training a small TNL until its validation loss is well below ln(V)
 // (the loss of knowing nothing) → loss, perplexity and bits per byte of validation documents before and
-// after training, measured as `tnl eval` measures them (whole documents after BOS, constant memory).
+// after training, measured as `tnl eval` measures them (whole documents after BOS, constant memory) → a
+// sample the trained model generates (seeded, as `tnl generate` draws it).
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { trainBpeFromFiles } from "../core/bpe_train.ts";
 import { defaultBrownSource, writeBrown } from "../core/brown.ts";
 import { loadModel } from "../core/checkpoint.ts";
 import { evaluatePerplexity, loadDocuments, type PerplexityResult } from "../core/eval.ts";
+import { continuationDecoder, generate, Generator } from "../core/generate.ts";
 import { writeFileAtomic } from "../core/files.ts";
 import { TnlModel } from "../core/model.ts";
-import { configuredBos } from "../core/tokenizer.ts";
+import { configuredBos, type Tokenizer } from "../core/tokenizer.ts";
 import { train } from "../core/train.ts";
 import { parseTrainConfig, trainDims } from "../core/train_config.ts";
 import { type GlobalOptions, gpuFromOptions, note, positiveInt, writeOutput } from "./common.ts";
@@ -30,6 +32,8 @@ export function demoCommand(): CommandUnknownOpts {
       (v: string) => (v === "0" ? 0 : positiveInt("--eval-docs")(v)),
       20,
     )
+    .option("--prompt <text>", "the start of the generated sample", "The")
+    .option("--sample-tokens <n>", "tokens of the generated sample", positiveInt("--sample-tokens"), 60)
     .option("--json", "print the summary as one JSON document")
     .action(async (opts, cmd) => {
       const globals = cmd.optsWithGlobals() as GlobalOptions;
@@ -68,6 +72,7 @@ out_dir: run
       const gpu = await gpuFromOptions(globals);
       let summary, before: PerplexityResult, after: PerplexityResult;
       let evalSeconds = 0;
+      let sample = "";
       const valPath = `${data}/val.txt`;
       const allDocs = await loadDocuments([valPath], {
         tokenizer: tok,
@@ -96,10 +101,11 @@ out_dir: run
         const { model } = await loadModel(gpu, ckpt);
         try {
           after = await evaluatePerplexity(model, docs, { bos });
+          evalSeconds = (performance.now() - t1) / 1000;
+          sample = await generateSample(model, tok, bos, opts.prompt, opts.sampleTokens);
         } finally {
           model.destroy();
         }
-        evalSeconds = (performance.now() - t1) / 1000;
       } finally {
         gpu.close();
       }
@@ -118,6 +124,13 @@ out_dir: run
           tokens: after.tokens,
           bytes: after.bytes,
           seconds: evalSeconds,
+        },
+        sample: {
+          prompt: opts.prompt,
+          text: sample,
+          seed: SAMPLE_SEED,
+          temp: SAMPLE_TEMP,
+          top_k: SAMPLE_TOP_K,
         },
         ln_vocab: lnV,
         below_ln_vocab: lnV - after.loss,
@@ -147,6 +160,9 @@ out_dir: run
           line("before training", result.before),
           line("after training", result.after),
           `ln(V) = ${lnV.toFixed(4)}: the trained model is ${(lnV - after.loss).toFixed(2)} nats below it`,
+          `sample (seed ${SAMPLE_SEED}, temperature ${SAMPLE_TEMP}, top-k ${SAMPLE_TOP_K}): ${
+            JSON.stringify(opts.prompt + sample)
+          }`,
           `outputs: corpus ${data}/, tokenizer ${tokPath}, config ${out}/train.yaml, run ${out}/run/ (metrics.jsonl, loss.svg, ${summary.checkpoint})`,
           `wall time ${result.wall_s.toFixed(0)} s (evaluation ${evalSeconds.toFixed(0)} s), ${
             Math.round(summary.tokens_per_s)
@@ -154,4 +170,46 @@ out_dir: run
         ].join("\n"),
       );
     });
+}
+
+const SAMPLE_SEED = 1, SAMPLE_TEMP = 0.8, SAMPLE_TOP_K = 40;
+
+/** The text the model continues `prompt` with (after the BOS the checkpoint names), up to EOS or `n` tokens. */
+async function generateSample(
+  model: TnlModel,
+  tok: Tokenizer,
+  bos: number | null,
+  prompt: string,
+  n: number,
+): Promise<string> {
+  const ids = (bos === null ? [] : [bos]).concat(tok.encode(prompt));
+  const gen = new Generator(model, {
+    batch: 1,
+    sampling: {
+      temp: SAMPLE_TEMP,
+      topK: SAMPLE_TOP_K,
+      topP: 1,
+      minP: 0,
+      repeatPenalty: 1,
+      repeatLastN: 0,
+      seed: SAMPLE_SEED,
+      banned: null,
+      logprobs: false,
+    },
+  });
+  const eos = model.dims.eosId;
+  const stream = continuationDecoder(tok, ids);
+  let text = "";
+  try {
+    await generate(gen, [{ ids, stream: 0 }], {
+      maxTokens: n,
+      eos,
+      onToken: (_, token) => {
+        if (token !== eos && token < tok.vocabSize) text += stream.push(token);
+      },
+    });
+  } finally {
+    gen.destroy();
+  }
+  return text + stream.flush();
 }

@@ -102,3 +102,36 @@ Deno.test("--verbose (or TNL_DEBUG=1) adds the stack trace to an error", async (
   const d = await tnl(["train", "no-such-config.yaml"], { env: { TNL_DEBUG: "1" } });
   assert.match(d.stderr, / {4}at /);
 });
+
+Deno.test("tnl demo (a short run): corpus, tokenizer, training, evaluation before and after, a sample", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const r = await tnl([
+      "demo",
+      "--out",
+      out,
+      "--vocab",
+      "300",
+      "--steps",
+      "2",
+      "--eval-docs",
+      "1",
+      "--sample-tokens",
+      "6",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    for (const k of ["before", "after"]) {
+      assert.ok(j[k].loss > 0 && Number.isFinite(j[k].perplexity) && j[k].bits_per_byte > 0, k);
+    }
+    assert.equal(j.evaluated.documents, 1);
+    assert.equal(j.steps, 2);
+    assert.equal(j.sample.prompt, "The");
+    assert.equal(typeof j.sample.text, "string");
+    await Deno.stat(`${j.outputs.checkpoint}/DONE`);
+    await Deno.stat(`${out}/tokenizer.json`);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
