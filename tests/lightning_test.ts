@@ -479,6 +479,28 @@ Deno.test(
 );
 
 Deno.test(
+  "from a given state, auto takes a variant that can start from it; the chunked variant refuses one",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const dims = { B: 1, H: 2, T: 200, d: 16, e: 16 };
+    // auto would pick the chunked variant for this shape where the adapter runs it.
+    const plan = lightningPlan(gpu, dims);
+    const x = inputs(dims, RATES, 900);
+    const init = new Rng(901).uniformArray(dims.B * dims.H * dims.d * dims.e, -20, 20);
+    const rec = lightningRecurrenceRef(x.hq, x.hk, x.hv, x.hs, dims, init);
+    const r = await runFrom(gpu, x, init, {});
+    assertClose(r.o, rec.o, REL, `auto (plan without a state: ${plan.variant}) from a state: o`);
+    assertClose(r.state, rec.state, REL, "auto from a state: state");
+    await assert.rejects(
+      () => runFrom(gpu, x, init, { variant: "chunked" }),
+      (e) => e instanceof TnlError && /chunked variant: an initial state is not supported/.test(e.message),
+    );
+    lightningReleaseScratch(gpu);
+  },
+);
+
+Deno.test(
   "a sequence cut in two parts, the second from the first's state, equals the whole",
   gpuTest,
   async () => {

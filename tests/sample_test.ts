@@ -153,6 +153,10 @@ Deno.test(
     for (const [label, over] of cases) {
       for (const V of [1000, 300]) await checkAgainstRef(gpu, V, { ...BASE, ...over }, rng, label);
     }
+    // Vocabularies over 2048 = 8 loads × 256 invocations: passes of several strides, a partial last one.
+    for (const [label, over] of [cases[0], cases[4], cases[5], cases[11]]) {
+      await checkAgainstRef(gpu, 4999, { ...BASE, ...over }, rng, `${label}, V = 4999`);
+    }
     // A ban (EOS with --ignore-eos), a vocabulary of 1 and odd sizes.
     await checkAgainstRef(gpu, 257, { ...BASE, banned: 3, topK: 5 }, rng, "banned");
     await checkAgainstRef(gpu, 7, { ...BASE, topP: 0.6 }, rng, "tiny vocabulary");
