@@ -35,6 +35,7 @@ import { packParams, preprocess } from "./wgsl.ts";
 import source from "./lightning.wgsl" with { type: "text" };
 import scanSource from "./lightning_scan.wgsl" with { type: "text" };
 import chunkSource from "./lightning_chunk.wgsl" with { type: "text" };
+import expm1Lib from "./expm1_lib.wgsl" with { type: "text" };
 
 /** Streaming multiprocessors of the NVIDIA H200, the GPU the thresholds below are set for. */
 export const LIGHTNING_SM_COUNT = 132;
@@ -239,7 +240,7 @@ function coreDef(c: Config, out: boolean, vecK: boolean, vecV: boolean): KernelD
   }${vecV ? "_vv" : ""}`;
   let def = defs.get(key);
   if (!def) {
-    const code = preprocess("lightning", source, {
+    const code = expm1Lib + "\n" + preprocess("lightning", source, {
       OUT: out,
       VEC_K: vecK,
       VEC_V: vecV,
@@ -281,7 +282,7 @@ function scanDef(init: boolean): KernelDef {
   if (!def) {
     def = {
       name: init ? "lightning_scan_init" : "lightning_scan",
-      code: preprocess("lightning_scan", scanSource, { INIT: init }),
+      code: expm1Lib + "\n" + preprocess("lightning_scan", scanSource, { INIT: init }),
       bindings: init ? ["read", "rw", "read"] : ["read", "rw"],
       paramBytes: 9 * 4,
     };
@@ -706,7 +707,7 @@ function chunkDef(
   }${transKv ? "_tkv" : ""}${split ? "_split" : ""}`;
   let def = chunkDefs.get(key);
   if (!def) {
-    const code = preprocess("lightning_chunk", chunkSource, {
+    const code = expm1Lib + "\n" + preprocess("lightning_chunk", chunkSource, {
       OUT: out,
       VEC_K: vecK,
       VEC_V: vecV,

@@ -111,20 +111,6 @@ var<workgroup> KV: array<vec4<f32>, {{KV_LEN}}>;  // [DKMAX][W] carried state sl
 var<workgroup> em1: array<f32, {{BT1}}>;          // expm1(−s·r), r ∈ [0, BT]
 var<workgroup> kd: array<f32, {{BT}}>;            // writer-side decay of row r of the block (0: padding)
 
-// expm1(x) for x ≤ 0, accurate to a few ulp of the result (WGSL has no expm1).
-fn expm1_neg(x: f32) -> f32 {
-  if (x > -0.25) {
-    var r = 1.0 + x * (1.0 / 8.0);
-    r = 1.0 + x * (1.0 / 7.0) * r;
-    r = 1.0 + x * (1.0 / 6.0) * r;
-    r = 1.0 + x * (1.0 / 5.0) * r;
-    r = 1.0 + x * (1.0 / 4.0) * r;
-    r = 1.0 + x * (1.0 / 3.0) * r;
-    r = 1.0 + x * 0.5 * r;
-    return x * r;
-  }
-  return exp(x) - 1.0;
-}
 
 fn phys(i: u32) -> u32 {
   return select(i, p.T - 1u - i, p.reverse != 0u);

@@ -102,20 +102,6 @@ const CH: u32 = 64u; // rows per chunk
 
 var<workgroup> em1: array<f32, 65>; // expm1(−s·r), r ∈ [0, CH]
 
-// expm1(x) for x ≤ 0, accurate to a few ulp of the result (WGSL has no expm1).
-fn expm1_neg(x: f32) -> f32 {
-  if (x > -0.25) {
-    var r = 1.0 + x * (1.0 / 8.0);
-    r = 1.0 + x * (1.0 / 7.0) * r;
-    r = 1.0 + x * (1.0 / 6.0) * r;
-    r = 1.0 + x * (1.0 / 5.0) * r;
-    r = 1.0 + x * (1.0 / 4.0) * r;
-    r = 1.0 + x * (1.0 / 3.0) * r;
-    r = 1.0 + x * 0.5 * r;
-    return x * r;
-  }
-  return exp(x) - 1.0;
-}
 
 // λ^(j·CH) − 1 for the j-th chunk of a group (j·CH may exceed the em1 table).
 fn group_em1(s: f32, j: u32) -> f32 {

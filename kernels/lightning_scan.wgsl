@@ -29,20 +29,6 @@ struct Params {
 #endif
 @group(1) @binding(0) var<uniform> p: Params;
 
-// expm1(x) for x ≤ 0 (as in lightning.wgsl).
-fn expm1_neg(x: f32) -> f32 {
-  if (x > -0.25) {
-    var r = 1.0 + x * (1.0 / 8.0);
-    r = 1.0 + x * (1.0 / 7.0) * r;
-    r = 1.0 + x * (1.0 / 6.0) * r;
-    r = 1.0 + x * (1.0 / 5.0) * r;
-    r = 1.0 + x * (1.0 / 4.0) * r;
-    r = 1.0 + x * (1.0 / 3.0) * r;
-    r = 1.0 + x * 0.5 * r;
-    return x * r;
-  }
-  return exp(x) - 1.0;
-}
 
 // Element offset of span z's slot (relative to the head's slot 0).
 fn slot(z: u32) -> u32 {
