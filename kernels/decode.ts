@@ -112,7 +112,7 @@ function pow2floor(n: number): number {
  * The subgroup size where the adapter has one fixed size (min = max; e.g. 32 on NVIDIA, 8 on llvmpipe) and
  * subgroups are on (the device check at open time makes them consecutive runs of local invocations); else 0.
  */
-function fixedSubgroupSize(gpu: Gpu): number {
+export function fixedSubgroupSize(gpu: Gpu): number {
   const { subgroupMinSize: min, subgroupMaxSize: max } = gpu.adapter;
   if (!gpu.features.subgroups || min === null || min !== max) return 0;
   return [4, 8, 16, 32, 64, 128].includes(min) ? min : 0;
