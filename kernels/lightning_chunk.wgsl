@@ -171,9 +171,9 @@ fn state4(s_at: u32, l_at: u32, col: u32, n: u32, mix: bool, gdec: f32) -> vec4<
 }
 
 #if OUT
-var<workgroup> As: array<vec4<f32>, 128>;  // [k: 8][row: 64 as 16 × vec4]
-var<workgroup> Bs: array<vec4<f32>, 128>;  // [k: 8][key: 64 as 16 × vec4]
-var<workgroup> Ys: array<vec4<f32>, 256>;  // [k: 8][col: 128 as 32 × vec4]: rows of KV, then of C
+var<workgroup> As: array<array<vec4<f32>, 16>, 8>; // [k: 8][row: 64 as 16 × vec4]
+var<workgroup> Bs: array<array<vec4<f32>, 16>, 8>; // [k: 8][key: 64 as 16 × vec4]
+var<workgroup> Ys: array<array<vec4<f32>, 32>, 8>; // [k: 8][col: 128 as 32 × vec4]: rows of KV, then of C
 var<workgroup> Ps: array<vec4<f32>, 1024>; // [key: 64][row: 64 as 16 × vec4, skewed]: (A Bᵀ) ⊙ M
 
 // Where rows 4·r4..4·r4+3 at key j of the score block live.
@@ -233,41 +233,41 @@ fn fetch_kv(t: u32, col0: u32, k0: u32, src: StateSrc) -> Pair {
 
 fn stash_kv(t: u32, r: Pair) {
 #if TRANS_KV
-  Ys[0u * 32u + t / 4u][t % 4u] = r.lo.x;
-  Ys[1u * 32u + t / 4u][t % 4u] = r.lo.y;
-  Ys[2u * 32u + t / 4u][t % 4u] = r.lo.z;
-  Ys[3u * 32u + t / 4u][t % 4u] = r.lo.w;
-  Ys[4u * 32u + t / 4u][t % 4u] = r.hi.x;
-  Ys[5u * 32u + t / 4u][t % 4u] = r.hi.y;
-  Ys[6u * 32u + t / 4u][t % 4u] = r.hi.z;
-  Ys[7u * 32u + t / 4u][t % 4u] = r.hi.w;
+  Ys[0u][t / 4u][t % 4u] = r.lo.x;
+  Ys[1u][t / 4u][t % 4u] = r.lo.y;
+  Ys[2u][t / 4u][t % 4u] = r.lo.z;
+  Ys[3u][t / 4u][t % 4u] = r.lo.w;
+  Ys[4u][t / 4u][t % 4u] = r.hi.x;
+  Ys[5u][t / 4u][t % 4u] = r.hi.y;
+  Ys[6u][t / 4u][t % 4u] = r.hi.z;
+  Ys[7u][t / 4u][t % 4u] = r.hi.w;
 #else
-  Ys[t] = r.lo;
-  Ys[t + 128u] = r.hi;
+  Ys[t / 32u][t % 32u] = r.lo;
+  Ys[t / 32u + 4u][t % 32u] = r.hi;
 #endif
 }
 
 // Columns lk..lk+3 of chunk row lr, k-major.
 fn stash_a(lr: u32, lk: u32, x: vec4<f32>) {
-  As[(lk + 0u) * 16u + lr / 4u][lr % 4u] = x.x;
-  As[(lk + 1u) * 16u + lr / 4u][lr % 4u] = x.y;
-  As[(lk + 2u) * 16u + lr / 4u][lr % 4u] = x.z;
-  As[(lk + 3u) * 16u + lr / 4u][lr % 4u] = x.w;
+  As[lk + 0u][lr / 4u][lr % 4u] = x.x;
+  As[lk + 1u][lr / 4u][lr % 4u] = x.y;
+  As[lk + 2u][lr / 4u][lr % 4u] = x.z;
+  As[lk + 3u][lr / 4u][lr % 4u] = x.w;
 }
 
 fn stash_b(lr: u32, lk: u32, x: vec4<f32>) {
-  Bs[(lk + 0u) * 16u + lr / 4u][lr % 4u] = x.x;
-  Bs[(lk + 1u) * 16u + lr / 4u][lr % 4u] = x.y;
-  Bs[(lk + 2u) * 16u + lr / 4u][lr % 4u] = x.z;
-  Bs[(lk + 3u) * 16u + lr / 4u][lr % 4u] = x.w;
+  Bs[lk + 0u][lr / 4u][lr % 4u] = x.x;
+  Bs[lk + 1u][lr / 4u][lr % 4u] = x.y;
+  Bs[lk + 2u][lr / 4u][lr % 4u] = x.z;
+  Bs[lk + 3u][lr / 4u][lr % 4u] = x.w;
 }
 
 // Rows i..i+3 at key j of the score block, masked (j > row → 0) and decayed by λ^(row − j).
 fn mask4(v: vec4<f32>, i: u32, j: u32) -> vec4<f32> {
   var out = vec4<f32>(0.0);
-  for (var q = 0u; q < 4u; q++) {
-    if (i + q >= j) { out[q] = fma(v[q], em1[i + q - j], v[q]); }
-  }
+#unroll q 4
+  if (i + {{q}}u >= j) { out[{{q}}] = fma(v[{{q}}], em1[i + {{q}}u - j], v[{{q}}]); }
+#endunroll
   return out;
 }
 
@@ -288,6 +288,9 @@ fn store4(o_head: u32, row0: u32, i: u32, m: u32, col: u32, v: vec4<f32>) {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let tx = t % 16u;
   let ty = t / 16u;
+  let tx1 = tx + 16u;
+  let pr = 2u * ty;      // the vec4 of rows 8ty..8ty+3 in a k row of As (and of Ps)
+  let pr1 = pr + 1u;     // rows 8ty+4..8ty+7
   let col0 = wg.x * 128u;
   let z = p.z0 + wg.y;
   let head = wg.z;
@@ -341,15 +344,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       ra = row4_a(a_row, (kt + 1u) * 8u + lk);
       rb = row4_b(b_row, (kt + 1u) * 8u + lk);
     }
-    for (var k = 0u; k < 8u; k++) {
-      let a0 = As[k * 16u + 2u * ty];
-      let a1 = As[k * 16u + 2u * ty + 1u];
-      let b = Bs[k * 16u + tx];
+#unroll k 8
+    {
+      let a0 = As[{{k}}][pr];
+      let a1 = As[{{k}}][pr1];
+      let b = Bs[{{k}}][tx];
       p00 = fma(vec4<f32>(b.x), a0, p00); p01 = fma(vec4<f32>(b.x), a1, p01);
       p10 = fma(vec4<f32>(b.y), a0, p10); p11 = fma(vec4<f32>(b.y), a1, p11);
       p20 = fma(vec4<f32>(b.z), a0, p20); p21 = fma(vec4<f32>(b.z), a1, p21);
       p30 = fma(vec4<f32>(b.w), a0, p30); p31 = fma(vec4<f32>(b.w), a1, p31);
     }
+#endunroll
     workgroupBarrier();
   }
 #else
@@ -370,16 +375,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       }
       if (has_kv) { ry = fetch_kv(t, col0, k0, src); }
     }
-    for (var k = 0u; k < 8u; k++) {
-      let a0 = As[k * 16u + 2u * ty];
-      let a1 = As[k * 16u + 2u * ty + 1u];
-      let b = Bs[k * 16u + tx];
+#unroll k 8
+    {
+      let a0 = As[{{k}}][pr];
+      let a1 = As[{{k}}][pr1];
+      let b = Bs[{{k}}][tx];
       p00 = fma(vec4<f32>(b.x), a0, p00); p01 = fma(vec4<f32>(b.x), a1, p01);
       p10 = fma(vec4<f32>(b.y), a0, p10); p11 = fma(vec4<f32>(b.y), a1, p11);
       p20 = fma(vec4<f32>(b.z), a0, p20); p21 = fma(vec4<f32>(b.z), a1, p21);
       p30 = fma(vec4<f32>(b.w), a0, p30); p31 = fma(vec4<f32>(b.w), a1, p31);
-      let y0 = Ys[k * 32u + tx];
-      let y1 = Ys[k * 32u + 16u + tx];
+      let y0 = Ys[{{k}}][tx];
+      let y1 = Ys[{{k}}][tx1];
       o00 = fma(vec4<f32>(a0.x), y0, o00); o01 = fma(vec4<f32>(a0.x), y1, o01);
       o10 = fma(vec4<f32>(a0.y), y0, o10); o11 = fma(vec4<f32>(a0.y), y1, o11);
       o20 = fma(vec4<f32>(a0.z), y0, o20); o21 = fma(vec4<f32>(a0.z), y1, o21);
@@ -389,6 +395,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       o60 = fma(vec4<f32>(a1.z), y0, o60); o61 = fma(vec4<f32>(a1.z), y1, o61);
       o70 = fma(vec4<f32>(a1.w), y0, o70); o71 = fma(vec4<f32>(a1.w), y1, o71);
     }
+#endunroll
     workgroupBarrier();
   }
 #endif
@@ -396,15 +403,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   // The masked, decayed score block, k-major for the product with C.
   let i0 = 8u * ty;
   let j0 = 4u * tx;
-  let pr = 2u * ty;
   Ps[ps_at(j0, pr)] = mask4(p00, i0, j0);
-  Ps[ps_at(j0, pr + 1u)] = mask4(p01, i0 + 4u, j0);
+  Ps[ps_at(j0, pr1)] = mask4(p01, i0 + 4u, j0);
   Ps[ps_at(j0 + 1u, pr)] = mask4(p10, i0, j0 + 1u);
-  Ps[ps_at(j0 + 1u, pr + 1u)] = mask4(p11, i0 + 4u, j0 + 1u);
+  Ps[ps_at(j0 + 1u, pr1)] = mask4(p11, i0 + 4u, j0 + 1u);
   Ps[ps_at(j0 + 2u, pr)] = mask4(p20, i0, j0 + 2u);
-  Ps[ps_at(j0 + 2u, pr + 1u)] = mask4(p21, i0 + 4u, j0 + 2u);
+  Ps[ps_at(j0 + 2u, pr1)] = mask4(p21, i0 + 4u, j0 + 2u);
   Ps[ps_at(j0 + 3u, pr)] = mask4(p30, i0, j0 + 3u);
-  Ps[ps_at(j0 + 3u, pr + 1u)] = mask4(p31, i0 + 4u, j0 + 3u);
+  Ps[ps_at(j0 + 3u, pr1)] = mask4(p31, i0 + 4u, j0 + 3u);
 
 #if SPLIT
   // ---- inter product A·KV, 8 columns of dk per step (the score block's registers are free now).
@@ -421,11 +427,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         if (l_live) { qa = row4_a(a_row, k0 + lk); }
         ry = fetch_kv(t, col0, k0, src);
       }
-      for (var k = 0u; k < 8u; k++) {
-        let a0 = As[k * 16u + 2u * ty];
-        let a1 = As[k * 16u + 2u * ty + 1u];
-        let y0 = Ys[k * 32u + tx];
-        let y1 = Ys[k * 32u + 16u + tx];
+#unroll k 8
+      {
+        let a0 = As[{{k}}][pr];
+        let a1 = As[{{k}}][pr1];
+        let y0 = Ys[{{k}}][tx];
+        let y1 = Ys[{{k}}][tx1];
         o00 = fma(vec4<f32>(a0.x), y0, o00); o01 = fma(vec4<f32>(a0.x), y1, o01);
         o10 = fma(vec4<f32>(a0.y), y0, o10); o11 = fma(vec4<f32>(a0.y), y1, o11);
         o20 = fma(vec4<f32>(a0.z), y0, o20); o21 = fma(vec4<f32>(a0.z), y1, o21);
@@ -435,6 +442,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         o60 = fma(vec4<f32>(a1.z), y0, o60); o61 = fma(vec4<f32>(a1.z), y1, o61);
         o70 = fma(vec4<f32>(a1.w), y0, o70); o71 = fma(vec4<f32>(a1.w), y1, o71);
       }
+#endunroll
       workgroupBarrier();
     }
   }
@@ -469,8 +477,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   if (c_k < m) { rc0 = row4_c(c_head + phys(row0 + c_k) * p.dv, c_col); }
   if (c_k + 4u < m) { rc1 = row4_c(c_head + phys(row0 + c_k + 4u) * p.dv, c_col); }
   for (var kt = 0u; kt < jtiles; kt++) {
-    Ys[t] = rc0;
-    Ys[t + 128u] = rc1;
+    Ys[t / 32u][t % 32u] = rc0;
+    Ys[t / 32u + 4u][t % 32u] = rc1;
     workgroupBarrier(); // also orders the Ps stores above before the first reads
     if (kt + 1u < jtiles) {
       let r = (kt + 1u) * 8u + c_k;
@@ -480,12 +488,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       if (r + 4u < m) { rc1 = row4_c(c_head + phys(row0 + r + 4u) * p.dv, c_col); }
     }
     if (kt <= ty) { // keys 8kt.. ≤ rows 8ty + 7: the tiles right of them are masked to zero
-      for (var k = 0u; k < 8u; k++) {
-        let j = kt * 8u + k;
+#unroll k 8
+      {
+        let j = kt * 8u + {{k}}u;
         let q0 = Ps[ps_at(j, pr)];
-        let q1 = Ps[ps_at(j, pr + 1u)];
-        let y0 = Ys[k * 32u + tx];
-        let y1 = Ys[k * 32u + 16u + tx];
+        let q1 = Ps[ps_at(j, pr1)];
+        let y0 = Ys[{{k}}][tx];
+        let y1 = Ys[{{k}}][tx1];
         o00 = fma(vec4<f32>(q0.x), y0, o00); o01 = fma(vec4<f32>(q0.x), y1, o01);
         o10 = fma(vec4<f32>(q0.y), y0, o10); o11 = fma(vec4<f32>(q0.y), y1, o11);
         o20 = fma(vec4<f32>(q0.z), y0, o20); o21 = fma(vec4<f32>(q0.z), y1, o21);
@@ -495,6 +504,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         o60 = fma(vec4<f32>(q1.z), y0, o60); o61 = fma(vec4<f32>(q1.z), y1, o61);
         o70 = fma(vec4<f32>(q1.w), y0, o70); o71 = fma(vec4<f32>(q1.w), y1, o71);
       }
+#endunroll
     }
     workgroupBarrier();
   }
@@ -511,8 +521,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   store4(o_head, row0, i0 + 7u, m, c0, o70); store4(o_head, row0, i0 + 7u, m, c1, o71);
 }
 #else
-var<workgroup> Xs: array<vec4<f32>, 256>; // [k: 8][dk row: 128 as 32 × vec4]: B rows
-var<workgroup> Ys: array<vec4<f32>, 256>; // [k: 8][dv col: 128 as 32 × vec4]: decayed C rows
+var<workgroup> Xs: array<array<vec4<f32>, 32>, 8>; // [k: 8][dk row: 128 as 32 × vec4]: B rows
+var<workgroup> Ys: array<array<vec4<f32>, 32>, 8>; // [k: 8][dv col: 128 as 32 × vec4]: decayed C rows
 
 // acc (+ λ^E·KV_last when adding, KV_last = λ^(j·CH) S_Z + L_{z−1}) at row r, columns col..col+3 of the
 // tile, into kv_out at `out`.
@@ -556,6 +566,8 @@ struct StateIn {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let tx = t % 16u;
   let ty = t / 16u;
+  let tx1 = tx + 16u;
+  let ty1 = ty + 16u;
   let tiles_n = (p.dv + 127u) / 128u;
   let n0 = (wg.x % tiles_n) * 128u;
   let m0 = (wg.x / tiles_n) * 128u;
@@ -603,8 +615,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   }
   let none = StateIn(false, false, 0u, 0u, 0.0, 0.0);
   for (var i = 0u; i < steps; i++) {
-    Xs[t] = rx;
-    Ys[t] = ry;
+    Xs[t / 32u][t % 32u] = rx;
+    Ys[t / 32u][t % 32u] = ry;
     workgroupBarrier();
     if (i + 1u < steps) {
       let ci = (i + 1u) / per_chunk;
@@ -618,11 +630,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         ry = fma(ry, vec4<f32>(em1[E - r]), ry);
       }
     }
-    for (var k = 0u; k < 8u; k++) {
-      let a0 = Xs[k * 32u + ty];
-      let a1 = Xs[k * 32u + ty + 16u];
-      let b0 = Ys[k * 32u + tx];
-      let b1 = Ys[k * 32u + tx + 16u];
+#unroll k 8
+    {
+      let a0 = Xs[{{k}}][ty];
+      let a1 = Xs[{{k}}][ty1];
+      let b0 = Ys[{{k}}][tx];
+      let b1 = Ys[{{k}}][tx1];
       c00 = fma(vec4<f32>(a0.x), b0, c00); c01 = fma(vec4<f32>(a0.y), b0, c01);
       c02 = fma(vec4<f32>(a0.z), b0, c02); c03 = fma(vec4<f32>(a0.w), b0, c03);
       c04 = fma(vec4<f32>(a1.x), b0, c04); c05 = fma(vec4<f32>(a1.y), b0, c05);
@@ -632,6 +645,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       c14 = fma(vec4<f32>(a1.x), b1, c14); c15 = fma(vec4<f32>(a1.y), b1, c15);
       c16 = fma(vec4<f32>(a1.z), b1, c16); c17 = fma(vec4<f32>(a1.w), b1, c17);
     }
+#endunroll
     workgroupBarrier();
     if (!fin && (i + 1u) % per_chunk == 0u) {
       // End of chunk z: L_z to its slot, then decay the sum to the next chunk's first row.

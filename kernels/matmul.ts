@@ -12,6 +12,8 @@ import { packParams, preprocess } from "./wgsl.ts";
 import source from "./matmul.wgsl" with { type: "text" };
 
 export const MATMUL_TILE = 128;
+/** Steps of K per staged tile (matmul.wgsl). */
+export const MATMUL_K_TILE = 16;
 
 export interface MatmulOp {
   /** [batch, M, K], or [batch, K, M] with transA (element offset aOffset). */
@@ -94,10 +96,10 @@ export function matmul(step: Step, op: MatmulOp): void {
   // Contiguous row-major: the leading dimension is the length of a stored row.
   const lda = transA ? m : k, ldb = transB ? k : n, ldc = n;
   const sa = m * k, sb = k * n, sc = m * n; // batch strides
-  // Software adapters cap loop iterations per invocation (Gpu.loopLimit): a K tile costs 9 iterations
-  // (the tile loop and its 8 steps), the stores up to 64 more; longer K accumulates over dispatches.
+  // Software adapters cap loop iterations per invocation (Gpu.loopLimit): a K tile of 16 costs one
+  // iteration (its steps are unrolled), the stores up to 64 more; longer K accumulates over dispatches.
   const kMax = Number.isFinite(step.gpu.loopLimit)
-    ? 8 * Math.floor((step.gpu.loopLimit - 256) / 12)
+    ? MATMUL_K_TILE * Math.floor((step.gpu.loopLimit - 256) / 2)
     : Infinity;
   // Element offset of column/row k0 of op(A) and op(B) inside a stored matrix.
   const aK = (k0: number) => (transA ? k0 * lda : k0), bK = (k0: number) => (transB ? k0 : k0 * ldb);
@@ -169,7 +171,7 @@ export function matmul(step: Step, op: MatmulOp): void {
   ) => (x >= total ? total : Math.max(MATMUL_TILE, x - (x % MATMUL_TILE)));
   mc = Math.min(tiled(mc, m), mc);
   nc = Math.min(tiled(nc, n), nc);
-  kc = Math.max(1, kc >= k ? k : kc - (kc % 8) || kc);
+  kc = Math.max(1, kc >= k ? k : kc - (kc % MATMUL_K_TILE) || kc);
   for (let z = 0; z < batch; z++) {
     for (let m0 = 0; m0 < m; m0 += mc) {
       const mm = Math.min(mc, m - m0);
@@ -264,7 +266,7 @@ function splitK(
   },
 ): void {
   const { m, n, k } = p;
-  const kc = Math.ceil(k / splits / 8) * 8;
+  const kc = Math.ceil(k / splits / MATMUL_K_TILE) * MATMUL_K_TILE;
   const full = Math.floor(k / kc), rem = k - full * kc, parts = full + (rem > 0 ? 1 : 0);
   const gpu = step.gpu;
   let scratch = splitScratch.get(gpu);

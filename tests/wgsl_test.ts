@@ -33,6 +33,21 @@ Deno.test("preprocess rejects unknown names and unbalanced directives, naming th
   bad("#endif", "without #if");
   bad("x {{NOPE}}", "'NOPE'");
   bad("#pragma", "unknown directive");
+  bad("#unroll i 2\nx", "k.wgsl:1: #unroll without #endunroll");
+  bad("#endunroll", "without #unroll");
+  bad("#unroll i\n#endunroll", "expected '#unroll NAME COUNT'");
+  bad("#unroll X 2\n#endunroll", "'X' is a define");
+  bad("#unroll i 2\n#if Q\n#endif\n#endunroll", "k.wgsl:2");
+});
+
+Deno.test("preprocess unrolls nested blocks and keeps #if inside them", () => {
+  const src = "a\n#unroll i 2\n#unroll j 3\nv{{i}}{{j}}\n#endunroll\n#if X\nx{{i}} {{N}}\n#endif\n#endunroll\nz";
+  assert.equal(
+    preprocess("t", src, { X: true, N: 4 }),
+    "a\nv00\nv01\nv02\nx0 4\nv10\nv11\nv12\nx1 4\nz",
+  );
+  assert.equal(preprocess("t", src, { X: false, N: 4 }), "a\nv00\nv01\nv02\nv10\nv11\nv12\nz");
+  assert.equal(preprocess("t", "#unroll i 0\nq\n#endunroll\nz", {}), "z");
 });
 
 Deno.test("packParams writes little-endian u32/i32/f32 fields", () => {
