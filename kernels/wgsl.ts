@@ -31,14 +31,18 @@ function unroll(name: string, lines: { raw: string; line: number }[], defines: D
     const args = /^\s+([A-Za-z_][A-Za-z0-9_]*)\s+(\d+)\s*$/.exec(m[1]);
     if (!args) throw new TnlError("internal", `${name}.wgsl:${line}: expected '#unroll NAME COUNT'`);
     const [, key, count] = args;
-    if (key in defines) throw new TnlError("internal", `${name}.wgsl:${line}: unroll name '${key}' is a define`);
+    if (key in defines) {
+      throw new TnlError("internal", `${name}.wgsl:${line}: unroll name '${key}' is a define`);
+    }
     let depth = 1, end = i + 1;
     for (; end < lines.length; end++) {
       const t = lines[end].raw.trim();
       if (/^#unroll\b/.test(t)) depth++;
       else if (/^#endunroll\b/.test(t) && --depth === 0) break;
     }
-    if (end === lines.length) throw new TnlError("internal", `${name}.wgsl:${line}: #unroll without #endunroll`);
+    if (end === lines.length) {
+      throw new TnlError("internal", `${name}.wgsl:${line}: #unroll without #endunroll`);
+    }
     const body = unroll(name, lines.slice(i + 1, end), defines);
     const token = new RegExp(`\\{\\{${key}\\}\\}`, "g");
     for (let k = 0; k < Number(count); k++) {

@@ -41,7 +41,8 @@ Deno.test("preprocess rejects unknown names and unbalanced directives, naming th
 });
 
 Deno.test("preprocess unrolls nested blocks and keeps #if inside them", () => {
-  const src = "a\n#unroll i 2\n#unroll j 3\nv{{i}}{{j}}\n#endunroll\n#if X\nx{{i}} {{N}}\n#endif\n#endunroll\nz";
+  const src =
+    "a\n#unroll i 2\n#unroll j 3\nv{{i}}{{j}}\n#endunroll\n#if X\nx{{i}} {{N}}\n#endif\n#endunroll\nz";
   assert.equal(
     preprocess("t", src, { X: true, N: 4 }),
     "a\nv00\nv01\nv02\nx0 4\nv10\nv11\nv12\nx1 4\nz",
