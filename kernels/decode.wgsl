@@ -90,9 +90,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let wrow = p.base_w + o * p.cols;
 #endif
   var scale: array<f32, NB>;
-  for (var b = 0u; b < NB; b++) { scale[b] = 1.0; }
+#unroll bi NB
+  {
+    const b = {{bi}}u;
+    scale[b] = 1.0;
+  }
+#endunroll
 #if NORM
-  for (var b = 0u; b < NB; b++) {
+#unroll bi NB
+  {
+    const b = {{bi}}u;
     var ss = 0.0;
 #if VEC
     let a0 = (p.base_a + b * p.a_stride) / 4u;
@@ -109,9 +116,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #endif
     scale[b] = inverseSqrt(subgroupAdd(ss) / f32(p.cols) + p.eps);
   }
+#endunroll
 #endif
   var acc: array<f32, NB>;
-  for (var b = 0u; b < NB; b++) { acc[b] = 0.0; }
+#unroll bi NB
+  {
+    const b = {{bi}}u;
+    acc[b] = 0.0;
+  }
+#endunroll
   if (o < p.rows) {
     var i = lane;
     for (; i + 3u * S < units; i += 4u * S) {
@@ -119,24 +132,40 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       let w1 = w[wrow + i + S];
       let w2 = w[wrow + i + 2u * S];
       let w3 = w[wrow + i + 3u * S];
-      for (var b = 0u; b < NB; b++) {
+#unroll bi NB
+      {
+        const b = {{bi}}u;
         acc[b] += (mac(w0, xin(b, i)) + mac(w1, xin(b, i + S))) +
           (mac(w2, xin(b, i + 2u * S)) + mac(w3, xin(b, i + 3u * S)));
       }
+#endunroll
     }
     for (; i < units; i += S) {
       let wv = w[wrow + i];
-      for (var b = 0u; b < NB; b++) { acc[b] += mac(wv, xin(b, i)); }
+#unroll bi NB
+      {
+        const b = {{bi}}u;
+        acc[b] += mac(wv, xin(b, i));
+      }
+#endunroll
     }
   }
-  for (var b = 0u; b < NB; b++) { acc[b] = subgroupAdd(acc[b]); }
+#unroll bi NB
+  {
+    const b = {{bi}}u;
+    acc[b] = subgroupAdd(acc[b]);
+  }
+#endunroll
   if (lane == 0u && o < p.rows) {
-    for (var b = 0u; b < NB; b++) {
+#unroll bi NB
+    {
+      const b = {{bi}}u;
       let yi = p.base_y + b * p.y_stride + o;
       var v = acc[b] * scale[b];
       if (p.beta != 0.0) { v = fma(p.beta, y[yi], v); }
       y[yi] = v;
     }
+#endunroll
   }
 }
 #else
@@ -156,9 +185,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let lane = lid % LANES;
   let o = (wg.y * nwg.x + wg.x) * R + row_in;
   var scale: array<f32, NB>;
-  for (var b = 0u; b < NB; b++) { scale[b] = 1.0; }
+#unroll bi NB
+  {
+    const b = {{bi}}u;
+    scale[b] = 1.0;
+  }
+#endunroll
 #if NORM
-  for (var b = 0u; b < NB; b++) {
+#unroll bi NB
+  {
+    const b = {{bi}}u;
     var ss = 0.0;
 #if VEC
     let a0 = (p.base_a + b * p.a_stride) / 4u;
@@ -175,39 +211,68 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #endif
     scale[b] = inverseSqrt(wg_sum(ss, lid, sg_size) / f32(p.cols) + p.eps);
   }
+#endunroll
 #endif
   var acc: array<f32, NB>;
-  for (var b = 0u; b < NB; b++) { acc[b] = 0.0; }
+#unroll bi NB
+  {
+    const b = {{bi}}u;
+    acc[b] = 0.0;
+  }
+#endunroll
   if (o < p.rows) {
 #if VEC
     let wrow = (p.base_w + o * p.cols) / 4u;
     for (var i = lane; i < p.cols / 4u; i += LANES) {
       let wv = w[wrow + i];
-      for (var b = 0u; b < NB; b++) { acc[b] += dot(wv, xin(b, i)); }
+#unroll bi NB
+      {
+        const b = {{bi}}u;
+        acc[b] += dot(wv, xin(b, i));
+      }
+#endunroll
     }
 #else
     let wrow = p.base_w + o * p.cols;
     for (var i = lane; i < p.cols; i += LANES) {
       let wv = w[wrow + i];
-      for (var b = 0u; b < NB; b++) { acc[b] = fma(wv, xin(b, i), acc[b]); }
+#unroll bi NB
+      {
+        const b = {{bi}}u;
+        acc[b] = fma(wv, xin(b, i), acc[b]);
+      }
+#endunroll
     }
 #endif
   }
-  for (var b = 0u; b < NB; b++) { part[b * 256u + lid] = acc[b]; }
+#unroll bi NB
+  {
+    const b = {{bi}}u;
+    part[b * 256u + lid] = acc[b];
+  }
+#endunroll
   workgroupBarrier();
   for (var s = LANES / 2u; s > 0u; s >>= 1u) {
     if (lane < s) {
-      for (var b = 0u; b < NB; b++) { part[b * 256u + lid] += part[b * 256u + lid + s]; }
+#unroll bi NB
+      {
+        const b = {{bi}}u;
+        part[b * 256u + lid] += part[b * 256u + lid + s];
+      }
+#endunroll
     }
     workgroupBarrier();
   }
   if (lane == 0u && o < p.rows) {
-    for (var b = 0u; b < NB; b++) {
+#unroll bi NB
+    {
+      const b = {{bi}}u;
       let yi = p.base_y + b * p.y_stride + o;
       var v = part[b * 256u + lid] * scale[b];
       if (p.beta != 0.0) { v = fma(p.beta, y[yi], v); }
       y[yi] = v;
     }
+#endunroll
   }
 }
 #endif

@@ -700,11 +700,12 @@ function chunkDef(
   vecV: boolean,
   vecS: boolean,
   transKv: boolean,
+  full: boolean,
   split = false,
 ): KernelDef {
   const key = `lightning_chunk_${out ? "out" : "state"}${vecK ? "_vk" : ""}${vecV ? "_vv" : ""}${
     vecS ? "_vs" : ""
-  }${transKv ? "_tkv" : ""}${split ? "_split" : ""}`;
+  }${transKv ? "_tkv" : ""}${full ? "_full" : ""}${split ? "_split" : ""}`;
   let def = chunkDefs.get(key);
   if (!def) {
     const code = expm1Lib + "\n" + preprocess("lightning_chunk", chunkSource, {
@@ -714,6 +715,7 @@ function chunkDef(
       VEC_S: vecS,
       TRANS_KV: transKv,
       SPLIT: split,
+      FULL: full,
     });
     const bindings = out
       ? ["read", "read", "read", "read", "rw", "read"] as const
@@ -737,6 +739,9 @@ interface ChunkGroup {
 }
 
 const v4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+/** Whether every column check of lightning_chunk.wgsl passes (its FULL variant): whole 128-wide tiles, vec4. */
+const fullTiles = (dk: number, dv: number, ...vec: boolean[]) =>
+  dk % 128 === 0 && dv % 128 === 0 && vec.every(Boolean);
 
 function chunkParams(
   g: ChunkGroup,
@@ -793,7 +798,7 @@ function chunkStates(
   const tiles = Math.ceil(dk / 128) * Math.ceil(dv / 128);
   const G = g.chunkGroup;
   g.step.dispatch(
-    gpu.kernel(chunkDef(false, vecK, vecV, vecS, false)),
+    gpu.kernel(chunkDef(false, vecK, vecV, vecS, false, fullTiles(dk, dv, vecK, vecV, vecS))),
     [g.slopes, b, c, unused, kv],
     chunkParams(g, dk, dv, { b, c, out: kv, reverse }),
     [tiles, Math.ceil((g.nchunks - 1) / G), g.nh],
@@ -833,7 +838,7 @@ function chunkOutputs(
   const vecK = v4(dk, x.a.base, x.b.base), vecV = v4(dv, x.c.base, x.o.base);
   const vecS = v4(dk, dv, kv.base);
   g.step.dispatch(
-    gpu.kernel(chunkDef(true, vecK, vecV, vecS, transKv, g.split)),
+    gpu.kernel(chunkDef(true, vecK, vecV, vecS, transKv, fullTiles(dk, dv, vecK, vecV, vecS), g.split)),
     [g.slopes, x.a, x.b, x.c, x.o, kv],
     chunkParams(g, dk, dv, { a: x.a, b: x.b, c: x.c, out: x.o, kv: x.kv, reverse }),
     [Math.ceil(dv / 128), g.nchunks, g.nh],
@@ -855,7 +860,7 @@ function chunkFinalState(
   const vecK = v4(dk, b.base), vecV = v4(dv, c.base), vecS = v4(dk, dv, kvIn.base, state.base);
   const tiles = Math.ceil(dk / 128) * Math.ceil(dv / 128);
   g.step.dispatch(
-    gpu.kernel(chunkDef(false, vecK, vecV, vecS, false)),
+    gpu.kernel(chunkDef(false, vecK, vecV, vecS, false, fullTiles(dk, dv, vecK, vecV, vecS))),
     [g.slopes, b, c, kvIn, state],
     chunkParams(g, dk, dv, { b, c, out: state, kv, z0: g.nchunks - 1, finalState: true }),
     [tiles, 1, g.nh],

@@ -2,7 +2,8 @@
 // between them, and `{{NAME}}` is replaced by a value. Types of bindings (f32 vs vec4<f32>) cannot be
 // WGSL `override`s, so variants that change them are made here; numeric tuning knobs stay overrides.
 //
-// `#unroll I N` ... `#endunroll` repeats its lines N times with `{{I}}` = 0 … N−1 (blocks nest). Loops with
+// `#unroll I N` ... `#endunroll` repeats its lines N times with `{{I}}` = 0 … N−1 (blocks nest; N is a
+// number or a define holding one). Loops with
 // a constant trip count must be unrolled here: the WGSL compiler turns every loop into an unbounded loop
 // with a 64-bit guard counter, which the driver's compiler then does not unroll (an 8-step matmul K loop
 // unrolled by hand ran 16% faster on the H200, and constant indices into workgroup arrays become
@@ -28,9 +29,14 @@ function unroll(name: string, lines: { raw: string; line: number }[], defines: D
       out.push(lines[i]);
       continue;
     }
-    const args = /^\s+([A-Za-z_][A-Za-z0-9_]*)\s+(\d+)\s*$/.exec(m[1]);
+    const args = /^\s+([A-Za-z_][A-Za-z0-9_]*)\s+(\d+|[A-Za-z_][A-Za-z0-9_]*)\s*$/.exec(m[1]);
     if (!args) throw new TnlError("internal", `${name}.wgsl:${line}: expected '#unroll NAME COUNT'`);
-    const [, key, count] = args;
+    const [, key, countText] = args;
+    // COUNT: a number, or a define holding one.
+    const count = /^\d+$/.test(countText) ? Number(countText) : Number(defines[countText]);
+    if (!Number.isInteger(count) || count < 0) {
+      throw new TnlError("internal", `${name}.wgsl:${line}: unroll count '${countText}' is not a number`);
+    }
     if (key in defines) {
       throw new TnlError("internal", `${name}.wgsl:${line}: unroll name '${key}' is a define`);
     }
@@ -45,7 +51,7 @@ function unroll(name: string, lines: { raw: string; line: number }[], defines: D
     }
     const body = unroll(name, lines.slice(i + 1, end), defines);
     const token = new RegExp(`\\{\\{${key}\\}\\}`, "g");
-    for (let k = 0; k < Number(count); k++) {
+    for (let k = 0; k < count; k++) {
       for (const b of body) out.push({ raw: b.raw.replace(token, String(k)), line: b.line });
     }
     i = end;
@@ -54,28 +60,19 @@ function unroll(name: string, lines: { raw: string; line: number }[], defines: D
 }
 
 export function preprocess(name: string, source: string, defines: Defines): string {
-  const out: string[] = [];
+  // #if first (an unroll block may hold #if lines, and a dropped part may name undefined counts), then
+  // #unroll, then the values of {{NAME}}.
+  const kept: { raw: string; line: number }[] = [];
   const stack: { active: boolean; parentActive: boolean; line: number }[] = [];
   let active = true;
-  const lines = unroll(name, source.split("\n").map((raw, i) => ({ raw, line: i + 1 })), defines);
-  lines.forEach(({ raw, line: srcLine }) => {
-    const i = srcLine - 1;
+  source.split("\n").forEach((raw, i) => {
     const line = raw.trim();
     const m = /^#(if|else|endif)\b\s*(!?)\s*([A-Za-z_][A-Za-z0-9_]*)?\s*$/.exec(line);
     if (!m) {
-      if (line.startsWith("#")) {
+      if (line.startsWith("#") && !/^#(unroll|endunroll)\b/.test(line)) {
         throw new TnlError("internal", `${name}.wgsl:${i + 1}: unknown directive '${line}'`);
       }
-      if (active) {
-        out.push(
-          raw.replace(/\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}/g, (_, key: string) => {
-            if (!(key in defines)) {
-              throw new TnlError("internal", `${name}.wgsl:${i + 1}: '${key}' is not defined`);
-            }
-            return String(defines[key]);
-          }),
-        );
-      }
+      if (active) kept.push({ raw, line: i + 1 });
       return;
     }
     const [, directive, negate, key] = m;
@@ -97,7 +94,12 @@ export function preprocess(name: string, source: string, defines: Defines): stri
     }
   });
   if (stack.length) throw new TnlError("internal", `${name}.wgsl:${stack.at(-1)!.line}: #if without #endif`);
-  return out.join("\n");
+  return unroll(name, kept, defines).map(({ raw, line }) =>
+    raw.replace(/\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}/g, (_, key: string) => {
+      if (!(key in defines)) throw new TnlError("internal", `${name}.wgsl:${line}: '${key}' is not defined`);
+      return String(defines[key]);
+    })
+  ).join("\n");
 }
 
 /** Packs a uniform parameter block of 4-byte fields: each entry is [value, "u32" | "i32" | "f32"]. */

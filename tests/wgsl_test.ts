@@ -37,6 +37,7 @@ Deno.test("preprocess rejects unknown names and unbalanced directives, naming th
   bad("#endunroll", "without #unroll");
   bad("#unroll i\n#endunroll", "expected '#unroll NAME COUNT'");
   bad("#unroll X 2\n#endunroll", "'X' is a define");
+  bad("#unroll i Q\n#endunroll", "unroll count 'Q' is not a number");
   bad("#unroll i 2\n#if Q\n#endif\n#endunroll", "k.wgsl:2");
 });
 
@@ -49,6 +50,7 @@ Deno.test("preprocess unrolls nested blocks and keeps #if inside them", () => {
   );
   assert.equal(preprocess("t", src, { X: false, N: 4 }), "a\nv00\nv01\nv02\nv10\nv11\nv12\nz");
   assert.equal(preprocess("t", "#unroll i 0\nq\n#endunroll\nz", {}), "z");
+  assert.equal(preprocess("t", "#unroll i NB\nq{{i}}\n#endunroll", { NB: 2 }), "q0\nq1");
 });
 
 Deno.test("packParams writes little-endian u32/i32/f32 fields", () => {
