@@ -32,6 +32,9 @@ interface ReportOptions {
 
 export const DEFAULT_THRESHOLD_PCT = 10;
 
+const PROFILE_HELP =
+  "also time each kernel of a case (one more run, to stderr and the JSON report; not decode)";
+
 function percentage(flag: string) {
   return (value: string): number => {
     const n = Number(value);
@@ -132,6 +135,7 @@ export function benchCommand(): Command {
     .option("--repeats <n>", "timed repeats per shape", positiveInt("--repeats"))
     .option("--warmup <n>", "untimed runs before timing", (v) => (v === "0" ? 0 : positiveInt("--warmup")(v)))
     .option("--wall-clock", "time by the wall clock even where timestamp queries exist")
+    .option("--profile", PROFILE_HELP)
     .action(async function (this: Command, opts) {
       const globals = this.optsWithGlobals() as GlobalOptions;
       const base = await prepareReports(opts);
@@ -143,6 +147,7 @@ export function benchCommand(): Command {
           repeats: opts.repeats,
           warmup: opts.warmup,
           wallClock: Boolean(opts.wallClock),
+          profile: Boolean(opts.profile),
           log: note,
           copyProbe: deviceCopyProbe(gpu),
         });
@@ -192,6 +197,7 @@ export function benchCommand(): Command {
       "with --compare: a missing BASE file is a note, not an error (first CI run)",
     )
     .option("--repeats <n>", "timed repeats", positiveInt("--repeats"))
+    .option("--profile", PROFILE_HELP)
     .option("--warmup <n>", "untimed runs before timing", (v) => (v === "0" ? 0 : positiveInt("--warmup")(v)))
     .action(async function (this: Command, opts) {
       const globals = this.optsWithGlobals() as GlobalOptions;
@@ -212,6 +218,7 @@ export function benchCommand(): Command {
           filter: opts.filter,
           repeats: opts.repeats ?? 5,
           warmup: opts.warmup ?? 2,
+          profile: Boolean(opts.profile),
           log: note,
         });
         await gpu.sync();

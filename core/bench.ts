@@ -64,6 +64,15 @@ export const CaseResultSchema = z.object({
   matmul_fraction: z.number().nonnegative().optional(),
   /** GB/s / the run's device-copy bandwidth. */
   copy_fraction: z.number().nonnegative().optional(),
+  /**
+   * With --profile: GPU time per kernel in one more run of the case, each dispatch timed in a pass of its
+   * own (so the sum can exceed the median: the passes serialise), largest first.
+   */
+  profile: z.array(z.object({
+    kernel: z.string(),
+    calls: z.number().int().positive(),
+    ms: z.number().nonnegative(),
+  })).optional(),
 });
 
 /** The adapter's ceilings, measured in the same run (null: not measured, e.g. no matmul case selected). */
@@ -120,6 +129,8 @@ export interface RunOptions {
   repeats?: number;
   /** Force wall-clock timing even when timestamps are available. */
   wallClock?: boolean;
+  /** Time each kernel too (one more run per case, needs timestamp queries): CaseResult.profile. */
+  profile?: boolean;
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
   /**
@@ -136,6 +147,12 @@ export async function runBench(
 ): Promise<BenchReport> {
   const timing = gpu.features["timestamp-query"] && !opts.wallClock ? "gpu-timestamps" : "wall-clock";
   const selected = cases.filter((c) => !opts.filter?.length || opts.filter.some((f) => c.name.includes(f)));
+  if (opts.profile && timing !== "gpu-timestamps") {
+    throw new TnlError(
+      "usage",
+      "--profile needs GPU timestamps (the adapter lacks timestamp-query, or --wall-clock)",
+    );
+  }
   if (opts.filter?.length && selected.length === 0) {
     throw new TnlError(
       "usage",
@@ -156,7 +173,9 @@ export async function runBench(
   for (const c of selected) {
     for (const shape of c.shapes(opts.quick)) {
       opts.log?.(`bench ${c.name} ${formatShape(shape)} ...`);
-      results.push(await runCase(gpu, c, shape, timing, opts));
+      const result = await runCase(gpu, c, shape, timing, opts);
+      for (const line of formatProfile(result)) opts.log?.(line);
+      results.push(result);
     }
   }
   const ceilings = opts.copyProbe ? { copy, matmul: matmulCeiling(results) } : undefined;
@@ -215,7 +234,7 @@ export async function runCase(
   c: BenchCase,
   shape: BenchShape,
   timing: "gpu-timestamps" | "wall-clock",
-  opts: Pick<RunOptions, "quick" | "warmup" | "repeats">,
+  opts: Pick<RunOptions, "quick" | "warmup" | "repeats" | "profile">,
 ): Promise<CaseResult> {
   gpu.resetPeak();
   const before = gpu.liveBytes;
@@ -234,6 +253,7 @@ export async function runCase(
     if (run.flops) throughput.push({ value: perSecond(run.flops) / 1e9, unit: "GFLOP/s" });
     if (run.bytes) throughput.push({ value: perSecond(run.bytes) / 1e9, unit: "GB/s" });
     if (run.tokens) throughput.push({ value: perSecond(run.tokens), unit: "tokens/s" });
+    const profile = opts.profile && !run.measure ? await profileRun(gpu, run, c.name) : undefined;
     return {
       name: c.name,
       group: c.group,
@@ -245,10 +265,48 @@ export async function runCase(
       max_ms: Math.max(...times),
       throughput,
       peak_bytes: Math.max(0, gpu.peakBytes - before),
+      ...(profile ? { profile } : {}),
     };
   } finally {
     run.dispose();
   }
+}
+
+/** GPU time per kernel of one run, each dispatch in a pass of its own; largest total first. */
+async function profileRun(
+  gpu: Gpu,
+  run: BenchRun,
+  name: string,
+): Promise<NonNullable<CaseResult["profile"]>> {
+  const step = gpu.step(`${name} profile`);
+  step.enableProfile();
+  run.encode(step);
+  step.submit();
+  const per = new Map<string, { calls: number; ms: number }>();
+  for (const { kernel, ms } of await step.profileTimes()) {
+    const e = per.get(kernel) ?? { calls: 0, ms: 0 };
+    e.calls++;
+    e.ms += ms;
+    per.set(kernel, e);
+  }
+  return [...per].map(([kernel, e]) => ({ kernel, ...e })).sort((a, b) => b.ms - a.ms);
+}
+
+/** Lines of a case's profile (none without one): kernel, calls, total ms, share of the profiled sum. */
+export function formatProfile(c: CaseResult): string[] {
+  if (!c.profile?.length) return [];
+  const total = c.profile.reduce((s, p) => s + p.ms, 0);
+  const width = Math.max(...c.profile.map((p) => p.kernel.length));
+  return [
+    `profile ${c.name} ${formatShape(c.shape)}: ${total.toFixed(3)} ms in ${
+      c.profile.reduce((s, p) => s + p.calls, 0)
+    } dispatches (median of the timed runs ${c.median_ms.toFixed(3)} ms)`,
+    ...c.profile.map((p) =>
+      `  ${p.kernel.padEnd(width)} ${String(p.calls).padStart(5)} × ${
+        (p.ms / p.calls * 1e3).toFixed(1).padStart(9)
+      } µs = ${p.ms.toFixed(3).padStart(9)} ms ${(100 * p.ms / total).toFixed(1).padStart(5)}%`
+    ),
+  ];
 }
 
 /** Per-repeat GPU times (ms): one pass per repeat with timestamps, one submit, one readback. */

@@ -568,12 +568,21 @@ class ParamArena {
   }
 }
 
+/** Dispatches per timestamp query set of a profiled step (WebGPU allows 4096 queries per set). */
+const PROFILE_SET_DISPATCHES = 2048;
+
+interface StepProfile {
+  sets: { set: GPUQuerySet; buffer: GPUBuffer }[];
+  kernels: string[];
+}
+
 /** Dispatches of one step: one compute pass (or a few, for timing), one submit. */
 export class Step {
   readonly #encoder: GPUCommandEncoder;
   #pass: GPUComputePassEncoder | null;
   readonly #kernels: string[] = [];
   #done = false;
+  #profile: StepProfile | null = null;
 
   constructor(
     readonly gpu: Gpu,
@@ -589,6 +598,40 @@ export class Step {
   newPass(passOptions?: { timestampWrites?: GPUComputePassTimestampWrites }): void {
     this.#open().end();
     this.#pass = this.#encoder.beginComputePass({ label: this.label, ...passOptions });
+  }
+
+  /**
+   * From now on every dispatch gets a pass of its own with timestamps at its start and end (profiling: the
+   * passes serialise the dispatches, so the sum is an upper bound of the step's time). Read the times with
+   * `profileTimes()` after `submit()`.
+   */
+  enableProfile(): void {
+    if (!this.gpu.features["timestamp-query"]) {
+      throw new TnlError("usage", "profiling needs timestamp queries, which this adapter lacks");
+    }
+    this.#profile ??= { sets: [], kernels: [] };
+  }
+
+  /** Per dispatch: its kernel and GPU time (ms), in encoding order; resolves the step's timestamps. */
+  async profileTimes(): Promise<{ kernel: string; ms: number }[]> {
+    const prof = this.#profile;
+    if (!prof || !this.#done) throw new TnlError("internal", "profileTimes: a submitted, profiled step only");
+    const out: { kernel: string; ms: number }[] = [];
+    for (let s = 0; s < prof.sets.length; s++) {
+      const { set, buffer } = prof.sets[s];
+      const n = Math.min(PROFILE_SET_DISPATCHES, prof.kernels.length - s * PROFILE_SET_DISPATCHES);
+      const ticks = new BigInt64Array(await this.gpu.read(buffer, 0, 16 * n));
+      for (let i = 0; i < n; i++) {
+        out.push({
+          kernel: prof.kernels[s * PROFILE_SET_DISPATCHES + i],
+          ms: Number(ticks[2 * i + 1] - ticks[2 * i]) / 1e6,
+        });
+      }
+      set.destroy();
+      this.gpu.destroyBuffer(buffer);
+    }
+    prof.sets.length = 0;
+    return out;
   }
 
   #open(): GPUComputePassEncoder {
@@ -609,7 +652,7 @@ export class Step {
     params: ArrayBufferView | null,
     grid: readonly [number, number?, number?],
   ): void {
-    const pass = this.#open();
+    let pass = this.#open();
     const gpu = this.gpu;
     const name = kernel.label;
     const [x, y = 1, z = 1] = grid;
@@ -639,6 +682,7 @@ export class Step {
       throw new TnlError("internal", `kernel '${name}' takes no parameters`);
     }
     if (x === 0 || y === 0 || z === 0) return;
+    if (this.#profile) pass = this.#profiledPass(name);
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, gpu.storageBindGroup(kernel, ranges));
     if (kernel.paramSize && params) {
@@ -648,6 +692,27 @@ export class Step {
     }
     pass.dispatchWorkgroups(x, y, z);
     this.#kernels.push(name);
+  }
+
+  /** A new pass with timestamps for the next dispatch (profiling). */
+  #profiledPass(kernel: string): GPUComputePassEncoder {
+    const prof = this.#profile!;
+    const i = prof.kernels.length % PROFILE_SET_DISPATCHES;
+    if (i === 0) {
+      const set = this.gpu.device.createQuerySet({ type: "timestamp", count: 2 * PROFILE_SET_DISPATCHES });
+      const buffer = this.gpu.createBuffer(
+        16 * PROFILE_SET_DISPATCHES,
+        "profile timestamps",
+        GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      );
+      prof.sets.push({ set, buffer });
+    }
+    const { set } = prof.sets.at(-1)!;
+    prof.kernels.push(kernel);
+    this.newPass({
+      timestampWrites: { querySet: set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+    });
+    return this.#open();
   }
 
   /** The kernels encoded so far (for error messages and tests). */
@@ -662,8 +727,13 @@ export class Step {
     this.gpu._stepClosed(this);
     const kernels = [...new Set(this.#kernels)];
     const what = `step '${this.label}' (kernels: ${kernels.join(", ") || "none"})`;
+    const prof = this.#profile;
     this.gpu.scoped(what, () => {
       pass.end();
+      prof?.sets.forEach(({ set, buffer }, s) => {
+        const n = Math.min(PROFILE_SET_DISPATCHES, prof.kernels.length - s * PROFILE_SET_DISPATCHES);
+        this.#encoder.resolveQuerySet(set, 0, 2 * n, buffer, 0);
+      });
       extra?.(this.#encoder);
       this.arena.flush();
       this.gpu.device.queue.submit([this.#encoder.finish()]);
@@ -679,6 +749,10 @@ export class Step {
     try {
       this.#pass?.end();
     } catch { /* already ended */ }
+    for (const { set, buffer } of this.#profile?.sets ?? []) {
+      set.destroy();
+      this.gpu.destroyBuffer(buffer);
+    }
   }
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type BenchCase, BenchReportSchema, formatReport, runBench } from "../core/bench.ts";
+import { type BenchCase, BenchReportSchema, type BenchRun, formatReport, runBench } from "../core/bench.ts";
 import { EXIT_CODES, TnlError } from "../core/errors.ts";
 import { Tensor } from "../core/tensor.ts";
 import { kernelBenchCases } from "../kernels/cases.ts";
@@ -67,6 +67,61 @@ Deno.test(
     assert.equal(plain.ceilings, undefined, "no probe, no ceilings");
   },
 );
+
+Deno.test("--profile times every dispatch of a case by kernel; it needs timestamps", gpuTest, async () => {
+  const gpu = await testGpu();
+  // Two matmuls per run, one of them twice: three dispatches of two kernels (vec4 and scalar bindings).
+  const twice: BenchCase = {
+    ...tinyMatmul,
+    shapes: () => [{ m: 8, n: 8, k: 8 }],
+    setup(gpu, s) {
+      const run = tinyMatmul.setup(gpu, s) as BenchRun;
+      const a = Tensor.from(gpu, new Float32Array(15).fill(1), [3, 5], "f32", "a2");
+      const c = Tensor.empty(gpu, [9], "f32", "c2");
+      return {
+        ...run,
+        encode: (step) => {
+          run.encode(step);
+          run.encode(step);
+          matmul(step, { a, b: a, c, m: 3, n: 3, k: 5, transB: true });
+        },
+        dispose: () => {
+          run.dispose();
+          [a, c].forEach((t) => t.destroy());
+        },
+      };
+    },
+  };
+  if (!gpu.features["timestamp-query"]) {
+    await assert.rejects(
+      () => runBench(gpu, [twice], { quick: true, repeats: 1, warmup: 0, profile: true }),
+      (e) => e instanceof TnlError && e.exitCode === EXIT_CODES.usage,
+    );
+    return;
+  }
+  const lines: string[] = [];
+  const r = await runBench(gpu, [twice], {
+    quick: true,
+    repeats: 2,
+    warmup: 1,
+    profile: true,
+    log: (l) => lines.push(l),
+  });
+  BenchReportSchema.parse(r);
+  const prof = r.cases[0].profile!;
+  assert.deepEqual(prof.map((p) => p.calls).sort(), [1, 2]);
+  assert.ok(prof.every((p) => p.kernel.startsWith("matmul") && p.ms >= 0));
+  assert.ok(prof.some((p) => p.kernel.includes("_tb")), JSON.stringify(prof));
+  assert.ok(
+    lines.some((l) => l.startsWith("profile tiny-matmul m=8 n=8 k=8: ") && l.includes("in 3 dispatches")),
+  );
+  await assert.rejects(
+    () => runBench(gpu, [twice], { quick: true, repeats: 1, warmup: 0, profile: true, wallClock: true }),
+    (e) => e instanceof TnlError && e.exitCode === EXIT_CODES.usage && e.message.includes("--profile"),
+  );
+  const plain = await runBench(gpu, [twice], { quick: true, repeats: 1, warmup: 0 });
+  assert.equal(plain.cases[0].profile, undefined);
+});
 
 Deno.test("bench --filter that matches nothing is a usage error listing the cases", gpuTest, async () => {
   const gpu = await testGpu();
