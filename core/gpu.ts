@@ -568,6 +568,97 @@ class ParamArena {
   }
 }
 
+/** One dispatch as a kernel and its inputs, before it is encoded. */
+export interface DispatchCall {
+  kernel: Kernel;
+  ranges: readonly BufferRange[];
+  params: ArrayBufferView | null;
+  grid: readonly [number, number?, number?];
+}
+
+/**
+ * Dispatches checked and bound once, for work encoded the same way many times (a decode round): their
+ * parameter blocks live in a uniform buffer of their own, so `Step.replay` costs four encoder calls per
+ * dispatch instead of Step.dispatch's checks, cache lookups and parameter copies.
+ */
+export class DispatchPlan {
+  readonly items: {
+    kernel: Kernel;
+    storage: GPUBindGroup;
+    params: GPUBindGroup | null;
+    offset: number;
+    grid: [number, number, number];
+  }[] = [];
+  readonly #buffers: GPUBuffer[];
+  #paramBuffer: GPUBuffer | null = null;
+  #destroyed = false;
+
+  constructor(readonly gpu: Gpu, readonly label: string, calls: readonly DispatchCall[]) {
+    const stride = gpu.limits.minUniformBufferOffsetAlignment;
+    const checked = calls.map((c) => checkDispatch(gpu, c.kernel, c.ranges, c.params, c.grid));
+    let bytes = 0;
+    const offsets = calls.map((c) => {
+      const at = bytes;
+      if (c.kernel.paramSize) bytes = alignUp(at + c.kernel.paramSize, stride);
+      return at;
+    });
+    const host = new Uint8Array(Math.max(bytes, 16));
+    if (bytes > 0) {
+      this.#paramBuffer = gpu.createBuffer(
+        host.byteLength,
+        `plan ${label} params`,
+        GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      );
+    }
+    const paramGroups = new Map<number, GPUBindGroup>();
+    calls.forEach((c, i) => {
+      const [x, y, z] = checked[i];
+      if (x === 0 || y === 0 || z === 0) return;
+      let params: GPUBindGroup | null = null;
+      if (c.kernel.paramSize && c.params) {
+        host.set(new Uint8Array(c.params.buffer, c.params.byteOffset, c.params.byteLength), offsets[i]);
+        params = paramGroups.get(c.kernel.paramSize) ?? null;
+        if (!params) {
+          params = gpu.device.createBindGroup({
+            label: `plan ${label} params ${c.kernel.paramSize}`,
+            layout: c.kernel.paramLayout!,
+            entries: [{
+              binding: 0,
+              resource: { buffer: this.#paramBuffer!, offset: 0, size: c.kernel.paramSize },
+            }],
+          });
+          paramGroups.set(c.kernel.paramSize, params);
+        }
+      }
+      this.items.push({
+        kernel: c.kernel,
+        storage: gpu.storageBindGroup(c.kernel, c.ranges),
+        params,
+        offset: offsets[i],
+        grid: [x, y, z],
+      });
+    });
+    if (this.#paramBuffer) gpu.device.queue.writeBuffer(this.#paramBuffer, 0, host, 0, bytes);
+    this.#buffers = [...new Set(calls.flatMap((c) => c.ranges.map((r) => r.buffer)))];
+  }
+
+  /** Throws if a buffer the plan binds was destroyed since (or the plan itself). */
+  checkAlive(): void {
+    if (this.#destroyed) throw new TnlError("internal", `dispatch plan '${this.label}' was destroyed`);
+    for (const b of this.#buffers) {
+      if (this.gpu.isDestroyed(b)) {
+        throw new TnlError("internal", `dispatch plan '${this.label}': buffer '${b.label}' was destroyed`);
+      }
+    }
+  }
+
+  destroy(): void {
+    if (this.#paramBuffer) this.gpu.destroyBuffer(this.#paramBuffer);
+    this.#paramBuffer = null;
+    this.#destroyed = true;
+  }
+}
+
 /** Dispatches per timestamp query set of a profiled step (WebGPU allows 4096 queries per set). */
 const PROFILE_SET_DISPATCHES = 2048;
 
@@ -655,32 +746,7 @@ export class Step {
     let pass = this.#open();
     const gpu = this.gpu;
     const name = kernel.label;
-    const [x, y = 1, z = 1] = grid;
-    const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
-    for (const [axis, v] of [["x", x], ["y", y], ["z", z]] as const) {
-      if (!Number.isInteger(v) || v < 0) {
-        throw new TnlError("gpu", `kernel '${name}': workgroup count ${axis} = ${v}`);
-      }
-      if (v > maxWg) {
-        throw new TnlError(
-          "gpu",
-          `kernel '${name}': workgroup count ${axis} = ${v} exceeds the device limit ${maxWg} ` +
-            `(maxComputeWorkgroupsPerDimension)`,
-        );
-      }
-    }
-    checkRanges(gpu, kernel, ranges);
-    if (kernel.paramSize) {
-      if (!params) throw new TnlError("internal", `kernel '${name}': missing its parameter block`);
-      if (params.byteLength > kernel.paramSize) {
-        throw new TnlError(
-          "internal",
-          `kernel '${name}': parameter block of ${params.byteLength} bytes, declared ${kernel.paramSize}`,
-        );
-      }
-    } else if (params && params.byteLength) {
-      throw new TnlError("internal", `kernel '${name}' takes no parameters`);
-    }
+    const [x, y, z] = checkDispatch(gpu, kernel, ranges, params, grid);
     if (x === 0 || y === 0 || z === 0) return;
     if (this.#profile) pass = this.#profiledPass(name);
     pass.setPipeline(kernel.pipeline);
@@ -692,6 +758,20 @@ export class Step {
     }
     pass.dispatchWorkgroups(x, y, z);
     this.#kernels.push(name);
+  }
+
+  /** Encodes the dispatches of a prepared plan (checked and bound once: four encoder calls each). */
+  replay(plan: DispatchPlan): void {
+    let pass = this.#open();
+    plan.checkAlive();
+    for (const d of plan.items) {
+      if (this.#profile) pass = this.#profiledPass(d.kernel.label);
+      pass.setPipeline(d.kernel.pipeline);
+      pass.setBindGroup(0, d.storage);
+      if (d.params) pass.setBindGroup(1, d.params, [d.offset]);
+      pass.dispatchWorkgroups(d.grid[0], d.grid[1], d.grid[2]);
+      this.#kernels.push(d.kernel.label);
+    }
   }
 
   /** A new pass with timestamps for the next dispatch (profiling). */
@@ -754,6 +834,47 @@ export class Step {
       this.gpu.destroyBuffer(buffer);
     }
   }
+}
+
+/**
+ * Everything WebGPU would reject later about one dispatch (silently voiding the whole step), thrown naming
+ * the kernel; returns the grid with its defaults.
+ */
+function checkDispatch(
+  gpu: Gpu,
+  kernel: Kernel,
+  ranges: readonly BufferRange[],
+  params: ArrayBufferView | null,
+  grid: readonly [number, number?, number?],
+): [number, number, number] {
+  const name = kernel.label;
+  const [x, y = 1, z = 1] = grid;
+  const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
+  for (const [axis, v] of [["x", x], ["y", y], ["z", z]] as const) {
+    if (!Number.isInteger(v) || v < 0) {
+      throw new TnlError("gpu", `kernel '${name}': workgroup count ${axis} = ${v}`);
+    }
+    if (v > maxWg) {
+      throw new TnlError(
+        "gpu",
+        `kernel '${name}': workgroup count ${axis} = ${v} exceeds the device limit ${maxWg} ` +
+          `(maxComputeWorkgroupsPerDimension)`,
+      );
+    }
+  }
+  checkRanges(gpu, kernel, ranges);
+  if (kernel.paramSize) {
+    if (!params) throw new TnlError("internal", `kernel '${name}': missing its parameter block`);
+    if (params.byteLength > kernel.paramSize) {
+      throw new TnlError(
+        "internal",
+        `kernel '${name}': parameter block of ${params.byteLength} bytes, declared ${kernel.paramSize}`,
+      );
+    }
+  } else if (params && params.byteLength) {
+    throw new TnlError("internal", `kernel '${name}' takes no parameters`);
+  }
+  return [x, y, z];
 }
 
 function checkRanges(gpu: Gpu, kernel: Kernel, ranges: readonly BufferRange[]): void {

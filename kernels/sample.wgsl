@@ -63,7 +63,8 @@ var<workgroup> counter: atomic<u32>;
 var<workgroup> shared_u: vec4<u32>;
 var<workgroup> shared_f: vec4<f32>;
 
-const U: u32 = 8u;           // loads in flight per invocation in a pass over the vocabulary
+const U: u32 = 8u;           // loads in flight per invocation in a pass over the vocabulary (the loops
+                             // over them are unrolled, `#unroll uu 8`: a loop would keep them in memory)
 
 // The logit of id i < V of the sequence at lb (clamped: a load past the end is issued but never used).
 fn lg(lb: u32, i: u32) -> f32 {
@@ -148,17 +149,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var m = neg_inf();
     for (var i0 = lid; i0 < V; i0 += U * NT) {
       let l = load_u(lb, i0);
-      for (var u = 0u; u < U; u++) {
+#unroll uu 8
+      {
+        const u = {{uu}}u;
         if (i0 + u * NT < V) { m = max(m, l[u]); }
       }
+#endunroll
     }
     let gm = wg_max(m, lid, sg_size);
     var s = 0.0;
     for (var i0 = lid; i0 < V; i0 += U * NT) {
       let l = load_u(lb, i0);
-      for (var u = 0u; u < U; u++) {
+#unroll uu 8
+      {
+        const u = {{uu}}u;
         if (i0 + u * NT < V) { s += exp(l[u] - gm); }
       }
+#endunroll
     }
     raw_lse = gm + log(wg_sum(s, lid, sg_size));
   }
@@ -194,7 +201,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   var bad = 0u;
   for (var i0 = lid; i0 < V; i0 += U * NT) {
     let ls = load_u(lb, i0);
-    for (var u = 0u; u < U; u++) {
+#unroll uu 8
+    {
+      const u = {{uu}}u;
       let i = i0 + u * NT;
       let l = ls[u];
       if (i < V) {
@@ -206,6 +215,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         }
       }
     }
+#endunroll
   }
   if (lid == 0u) { atomicStore(&counter, 0u); }
   workgroupBarrier();
@@ -253,10 +263,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         workgroupBarrier();
         for (var i0 = lid; i0 < V; i0 += U * NT) {
           let ls = load_u(lb, i0);
-          for (var u = 0u; u < U; u++) {
+#unroll uu 8
+          {
+            const u = {{uu}}u;
             let key = key_of(ls[u]);
             if (i0 + u * NT < V && (key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
           }
+#endunroll
         }
         workgroupBarrier();
         if (lid == 0u) {
@@ -283,9 +296,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       var own = 0u;
       for (var i0 = lid; i0 < V; i0 += U * NT) {
         let ls = load_u(lb, i0);
-        for (var u = 0u; u < U; u++) {
+#unroll uu 8
+        {
+          const u = {{uu}}u;
           if (i0 + u * NT < V && key_of(ls[u]) >= tk) { own += 1u; }
         }
+#endunroll
       }
       mi[lid] = own;
       workgroupBarrier();
@@ -304,7 +320,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         var at = mi[lid];
         for (var i0 = lid; i0 < V; i0 += U * NT) {
           let ls = load_u(lb, i0);
-          for (var u = 0u; u < U; u++) {
+#unroll uu 8
+          {
+            const u = {{uu}}u;
             let l = ls[u];
             let key = key_of(l);
             if (i0 + u * NT < V && key >= tk) {
@@ -313,6 +331,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
               at += 1u;
             }
           }
+#endunroll
         }
       }
       workgroupBarrier();
@@ -330,7 +349,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var smallest = mx;
     for (var i0 = lid; i0 < V; i0 += U * NT) {
       let ls = load_u(lb, i0);
-      for (var u = 0u; u < U; u++) {
+#unroll uu 8
+      {
+        const u = {{uu}}u;
         let l = ls[u];
         let m = mass(l, mx, inv_t);
         if (i0 + u * NT < V && key_of(l) >= tp && m >= p.min_p) {
@@ -339,6 +360,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
           smallest = min(smallest, l);
         }
       }
+#endunroll
     }
     mv[lid] = part;
     mi[lid] = count;
@@ -389,7 +411,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       var last = NONE;
       for (var i0 = lid; i0 < V && found == NONE; i0 += U * NT) {
         let ls = load_u(lb, i0);
-        for (var u = 0u; u < U; u++) {
+#unroll uu 8
+        {
+          const u = {{uu}}u;
           let i = i0 + u * NT;
           let l = ls[u];
           let m = mass(l, mx, inv_t);
@@ -402,6 +426,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             }
           }
         }
+#endunroll
       }
       if (found == NONE) { found = last; }
       shared_u = vec4<u32>(found, 0u, 0u, 0u);

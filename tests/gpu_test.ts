@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { EXIT_CODES, TnlError } from "../core/errors.ts";
-import { type KernelDef, openGpu } from "../core/gpu.ts";
+import { DispatchPlan, type KernelDef, openGpu } from "../core/gpu.ts";
 import { Rng } from "../core/random.ts";
 import { Tensor } from "../core/tensor.ts";
 import { matmul } from "../kernels/matmul.ts";
@@ -227,6 +227,52 @@ Deno.test("per-dispatch parameters: the same kernel with different values in one
     assert.ok(v.every((x) => x === Math.fround([1.5, -2, 3.25, 1e-3][i])), `tensor ${i}`);
   }
 });
+
+Deno.test(
+  "a dispatch plan replays its dispatches with their own parameters, checked once",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const values = [1.5, -2, 3.25];
+    const ts = values.map((_, i) => Tensor.empty(gpu, [100 + i], "f32", `plan out${i}`));
+    const add: KernelDef = { ...FILL, name: "test-add", code: FILL.code.replace("= p.value", "+= p.value") };
+    const calls = ts.map((t, i) => ({
+      kernel: gpu.kernel(i === 1 ? add : FILL),
+      ranges: [t.view()],
+      params: params(values[i], t.size),
+      grid: [2] as const,
+    }));
+    // A zero-sized grid is dropped; a bad call is refused when the plan is made, naming the kernel.
+    const plan = new DispatchPlan(gpu, "test", [...calls, { ...calls[0], grid: [0] }]);
+    assert.equal(plan.items.length, 3);
+    assert.throws(
+      () => new DispatchPlan(gpu, "bad", [{ ...calls[0], params: null }]),
+      (e) =>
+        e instanceof TnlError && e.message.includes("test-fill") && e.message.includes("parameter block"),
+    );
+    ts[1].write(new Float32Array(101).fill(10));
+    for (let round = 0; round < 3; round++) {
+      const step = gpu.step("replay");
+      step.replay(plan);
+      // Another dispatch in the same step keeps its own parameters next to the plan's.
+      step.dispatch(gpu.kernel(FILL), [ts[2].view()], params(7, 50), [1]);
+      assert.equal(step.kernels.length, 4);
+      step.submit();
+    }
+    assert.ok((await ts[0].readF32()).every((x) => x === 1.5));
+    assert.ok((await ts[1].readF32()).every((x) => x === 10 - 6), "three rounds of += −2");
+    const last = await ts[2].readF32();
+    assert.ok(last.every((x, i) => x === (i < 50 ? 7 : 3.25)), "the plan, then the step's own dispatch");
+    ts[0].destroy();
+    const step = gpu.step("after destroy");
+    assert.throws(() => step.replay(plan), (e) => e instanceof TnlError && e.message.includes("plan out0"));
+    step.abandon();
+    plan.destroy();
+    const again = gpu.step("destroyed plan");
+    assert.throws(() => again.replay(plan), (e) => e instanceof TnlError && e.message.includes("destroyed"));
+    again.abandon();
+  },
+);
 
 Deno.test("tensors round-trip f32, i32, u32 and f16 bits; views align offsets", gpuTest, async () => {
   const gpu = await testGpu();
