@@ -14,6 +14,8 @@ export const SAMPLER_MAX_WINDOW = 1024;
 export const SAMPLER_GATHER = 512;
 /** The token written where no token could be drawn (non-finite logits, or every token banned). */
 export const NO_TOKEN = 0xffffffff;
+/** Loads in flight per invocation in the sampler's passes over the vocabulary (sample.wgsl's U). */
+export const SAMPLE_LOADS = 8;
 
 export interface SamplerSettings {
   /** 0 = greedy (argmax, lowest id on ties) */
@@ -55,9 +57,9 @@ export interface SamplerBuffers {
 }
 
 const def = (subgroups: boolean) =>
-  cachedDef(`sample/${subgroups}`, () => ({
+  cachedDef(`sample/${subgroups}/${SAMPLE_LOADS}`, () => ({
     name: "sample",
-    code: withReduceLib("sample", source, { SUBGROUPS: subgroups }),
+    code: withReduceLib("sample", source, { SUBGROUPS: subgroups, U: SAMPLE_LOADS }),
     bindings: ["rw", "rw", "rw", "rw", "rw", "rw"],
     paramBytes: 19 * 4,
   }));
@@ -65,8 +67,9 @@ const def = (subgroups: boolean) =>
 /** Loop iterations of the busiest invocation (llvmpipe leaves loops after Gpu.loopLimit). */
 export function samplerIterations(vocab: number, window: number): number {
   const per = Math.ceil(vocab / 256);
-  // A pass over the vocabulary: ⌈per / 8⌉ iterations of 8 loads, each followed by 8 inner iterations.
-  const pass = Math.ceil(per / 8) * 9;
+  // A pass over the vocabulary: ⌈per / U⌉ iterations of U loads (their uses are unrolled; counted as if
+  // not, as before, which leaves a margin).
+  const pass = Math.ceil(per / SAMPLE_LOADS) * (SAMPLE_LOADS + 1);
   return 2 * pass + 64 + Math.ceil(window / 256) * window + pass + 8 + 4 * (pass + 257) +
     (2 * pass + 256 + 33 * Math.max(per, 2) + 33 * 40) + 2 * pass + 512;
 }

@@ -63,8 +63,8 @@ var<workgroup> counter: atomic<u32>;
 var<workgroup> shared_u: vec4<u32>;
 var<workgroup> shared_f: vec4<f32>;
 
-const U: u32 = 8u;           // loads in flight per invocation in a pass over the vocabulary (the loops
-                             // over them are unrolled, `#unroll uu 8`: a loop would keep them in memory)
+const U: u32 = {{U}}u;       // loads in flight per invocation in a pass over the vocabulary (the loops
+                             // over them are unrolled, `#unroll uu U`: a loop would keep them in memory)
 
 // The logit of id i < V of the sequence at lb (clamped: a load past the end is issued but never used).
 fn lg(lb: u32, i: u32) -> f32 {
@@ -73,8 +73,11 @@ fn lg(lb: u32, i: u32) -> f32 {
 
 // U logits of ids i, i + NT, ..., i + (U − 1)·NT.
 fn load_u(lb: u32, i: u32) -> array<f32, U> {
-  return array<f32, U>(lg(lb, i), lg(lb, i + NT), lg(lb, i + 2u * NT), lg(lb, i + 3u * NT), lg(lb, i + 4u * NT),
-                       lg(lb, i + 5u * NT), lg(lb, i + 6u * NT), lg(lb, i + 7u * NT));
+  var v: array<f32, U>;
+#unroll uu U
+  v[{{uu}}] = lg(lb, i + {{uu}}u * NT);
+#endunroll
+  return v;
 }
 
 fn neg_inf() -> f32 {
@@ -149,7 +152,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var m = neg_inf();
     for (var i0 = lid; i0 < V; i0 += U * NT) {
       let l = load_u(lb, i0);
-#unroll uu 8
+#unroll uu U
       {
         const u = {{uu}}u;
         if (i0 + u * NT < V) { m = max(m, l[u]); }
@@ -160,7 +163,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var s = 0.0;
     for (var i0 = lid; i0 < V; i0 += U * NT) {
       let l = load_u(lb, i0);
-#unroll uu 8
+#unroll uu U
       {
         const u = {{uu}}u;
         if (i0 + u * NT < V) { s += exp(l[u] - gm); }
@@ -201,7 +204,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   var bad = 0u;
   for (var i0 = lid; i0 < V; i0 += U * NT) {
     let ls = load_u(lb, i0);
-#unroll uu 8
+#unroll uu U
     {
       const u = {{uu}}u;
       let i = i0 + u * NT;
@@ -263,7 +266,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         workgroupBarrier();
         for (var i0 = lid; i0 < V; i0 += U * NT) {
           let ls = load_u(lb, i0);
-#unroll uu 8
+#unroll uu U
           {
             const u = {{uu}}u;
             let key = key_of(ls[u]);
@@ -296,7 +299,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       var own = 0u;
       for (var i0 = lid; i0 < V; i0 += U * NT) {
         let ls = load_u(lb, i0);
-#unroll uu 8
+#unroll uu U
         {
           const u = {{uu}}u;
           if (i0 + u * NT < V && key_of(ls[u]) >= tk) { own += 1u; }
@@ -320,7 +323,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         var at = mi[lid];
         for (var i0 = lid; i0 < V; i0 += U * NT) {
           let ls = load_u(lb, i0);
-#unroll uu 8
+#unroll uu U
           {
             const u = {{uu}}u;
             let l = ls[u];
@@ -349,7 +352,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var smallest = mx;
     for (var i0 = lid; i0 < V; i0 += U * NT) {
       let ls = load_u(lb, i0);
-#unroll uu 8
+#unroll uu U
       {
         const u = {{uu}}u;
         let l = ls[u];
@@ -411,7 +414,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       var last = NONE;
       for (var i0 = lid; i0 < V && found == NONE; i0 += U * NT) {
         let ls = load_u(lb, i0);
-#unroll uu 8
+#unroll uu U
         {
           const u = {{uu}}u;
           let i = i0 + u * NT;
