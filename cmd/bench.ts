@@ -19,6 +19,7 @@ import { modelBenchCases } from "../core/model_bench.ts";
 import { kernelBenchCases } from "../kernels/cases.ts";
 import { deviceCopyProbe } from "../kernels/copy.ts";
 import { type GlobalOptions, gpuFromOptions, note, positiveInt, writeOutput } from "./common.ts";
+import { decodeWeights } from "./generate.ts";
 
 /** The output options both subcommands share. */
 interface ReportOptions {
@@ -198,6 +199,12 @@ export function benchCommand(): Command {
     )
     .option("--repeats <n>", "timed repeats", positiveInt("--repeats"))
     .option("--profile", PROFILE_HELP)
+    .option(
+      "--weights <type>",
+      "the decode case's weights: f32, or f16 (as tnl generate --weights)",
+      decodeWeights,
+      "f32",
+    )
     .option("--warmup <n>", "untimed runs before timing", (v) => (v === "0" ? 0 : positiveInt("--warmup")(v)))
     .action(async function (this: Command, opts) {
       const globals = this.optsWithGlobals() as GlobalOptions;
@@ -212,6 +219,7 @@ export function benchCommand(): Command {
           prefill: opts.prefill,
           positions: opts.positions,
           decodeTokens: opts.decodeTokens,
+          weights: opts.weights,
         });
         const report = await runBench(gpu, cases, {
           quick: false,

@@ -7,6 +7,7 @@ import { loadModel } from "../core/checkpoint.ts";
 import { ioError, TnlError } from "../core/errors.ts";
 import {
   continuationDecoder,
+  type DecodeWeights,
   generate,
   Generator,
   type Prompt,
@@ -17,6 +18,14 @@ import { GEMV_MAX_BATCH } from "../kernels/decode.ts";
 import { SAMPLER_MAX_WINDOW, type SamplerSettings } from "../kernels/sample.ts";
 import { configuredBos, loadTokenizer, type Tokenizer, tokenizerFileIn } from "../core/tokenizer.ts";
 import { type GlobalOptions, gpuFromOptions, note, writeOutput } from "./common.ts";
+
+/** --weights: the type the decode GEMVs read. */
+export function decodeWeights(value: string): DecodeWeights {
+  if (value !== "f32" && value !== "f16") {
+    throw new TnlError("usage", `--weights ${value}: expected f32 or f16`);
+  }
+  return value;
+}
 
 function intOption(flag: string, min: number, max: number, expected: string) {
   return (value: string): number => {
@@ -168,6 +177,12 @@ export function generateCommand(): CommandUnknownOpts {
     .option("--prompt-ids <ids>", "token ids instead of text, e.g. 1,2,3 (nothing is prepended)")
     .option("--json", "print one JSON document at the end: text, token ids, stop type, timings")
     .option("--logprobs", "with --json: each generated token's log-probability under the model")
+    .option(
+      "--weights <type>",
+      "f32, or f16: decode from f16 copies of the weights (half the bytes per token; logits move by ~1e-4)",
+      decodeWeights,
+      "f32" as DecodeWeights,
+    )
     .action(async (promptArg: string | undefined, opts, cmd) => {
       const globals = cmd.optsWithGlobals() as GlobalOptions;
       const sources = [
@@ -272,7 +287,7 @@ export function generateCommand(): CommandUnknownOpts {
           const group = prompts.slice(g0, g0 + GEMV_MAX_BATCH);
           const texts = group.map(() => (tokenizer ? new StopText(opts.stop) : null));
           const streams = group.map((ids) => (tokenizer ? continuationDecoder(tokenizer, ids) : null));
-          const gen = new Generator(model, { batch: group.length, sampling });
+          const gen = new Generator(model, { batch: group.length, sampling, weights: opts.weights });
           let tPrefill = performance.now(), tDecode = 0;
           const write = async (s: string) => {
             if (s) await Deno.stdout.write(enc.encode(s));

@@ -19,6 +19,7 @@ import {
 import { Activations, BatchInputs, forwardHidden, type TnlModel } from "./model.ts";
 import { Tensor } from "./tensor.ts";
 import type { Tokenizer } from "./tokenizer.ts";
+import { convertToF16 } from "../kernels/copy.ts";
 import { gemv, GEMV_MAX_BATCH, recurrentStep } from "../kernels/decode.ts";
 import { embeddingForward } from "../kernels/embedding.ts";
 import { tnlDecayRates } from "../kernels/lightning.ts";
@@ -46,7 +47,14 @@ export interface GeneratorOptions {
    * each starting from the states the previous one left, so its length is bounded by nothing but time
    */
   prefillChunk?: number;
+  /**
+   * the weights the decode GEMVs read (default f32): f16 keeps copies of the layer and head matrices rounded
+   * to f16 (nearest even), half the bytes per token; the prefill's matmuls keep f32
+   */
+  weights?: DecodeWeights;
 }
+
+export type DecodeWeights = "f32" | "f16";
 
 /** Prompt tokens per prefill forward unless GeneratorOptions.prefillChunk says otherwise. */
 export const PREFILL_CHUNK = 4096;
@@ -114,6 +122,9 @@ export class Generator {
   /** the logits hold a prefill's last position, not yet sampled */
   #pendingSample = false;
   #forwardPlan: DispatchPlan | null = null;
+  /** f16 copies of the GEMV weights by parameter name (weights: "f16"), else empty */
+  #half = new Map<string, Tensor>();
+  readonly weights: DecodeWeights;
 
   constructor(readonly model: TnlModel, opts: GeneratorOptions) {
     const m = model.dims, gpu = model.gpu;
@@ -128,6 +139,10 @@ export class Generator {
       throw new TnlError("internal", `generator: prefill chunk ${this.prefillChunk}`);
     }
     this.#roundsPerSubmit = opts.roundsPerSubmit ?? 8;
+    this.weights = opts.weights ?? "f32";
+    if (this.weights !== "f32" && this.weights !== "f16") {
+      throw new TnlError("internal", `generator: weights '${this.weights}' (f32 or f16)`);
+    }
     this.sampling = opts.sampling;
     this.histW = Math.max(1, opts.sampling.repeatLastN);
     this.lengths = new Array(this.batch).fill(0);
@@ -152,6 +167,7 @@ export class Generator {
     this.#hist = t([b, this.histW], "token history", "u32");
     this.#out = t([this.maxChunk, b, 2], "drawn tokens", "u32");
     this.#info = t([b, 4], "sampler info");
+    if (this.weights === "f16") this.#makeHalfWeights();
     for (let i = 0; i < 2; i++) {
       this.#staging.push(
         gpu.createBuffer(
@@ -165,6 +181,41 @@ export class Generator {
 
   get gpu(): Gpu {
     return this.model.gpu;
+  }
+
+  /** The GEMV matrices of a decode step by name: layers' projections, the merged W1|W2 and the head. */
+  #gemvWeights(): [string, Tensor][] {
+    const m = this.dims, model = this.model;
+    const out: [string, Tensor][] = [];
+    for (let l = 0; l < m.layers; l++) {
+      const pre = `model.layers.${l}`;
+      out.push([`${pre}.token_mixer.qkvu_proj.weight`, model.param(`${pre}.token_mixer.qkvu_proj.weight`)]);
+      out.push([`${pre}.token_mixer.out_proj.weight`, model.param(`${pre}.token_mixer.out_proj.weight`)]);
+      out.push([`w12 ${l}`, model.w12(l)]);
+      out.push([`${pre}.channel_mixer.l3.weight`, model.param(`${pre}.channel_mixer.l3.weight`)]);
+    }
+    out.push(["head", model.head()]);
+    return out;
+  }
+
+  /** f16 copies of the GEMV weights whose rows are whole vec4s (the f16 GEMV reads quads); others stay f32. */
+  #makeHalfWeights(): void {
+    const gpu = this.gpu;
+    gpu.run("decode weights to f16", (step) => {
+      for (const [name, w] of this.#gemvWeights()) {
+        const cols = w.shape[w.shape.length - 1];
+        if (cols % 4 !== 0 || w.size % 4 !== 0) continue;
+        const half = Tensor.empty(gpu, [...w.shape], "f16", `${name} (f16)`);
+        this.#tensors.push(half);
+        convertToF16(step, w, half);
+        this.#half.set(name, half);
+      }
+    });
+  }
+
+  /** The matrix a decode GEMV reads for parameter `name` (`f32` the model's own). */
+  #w(name: string, f32: Tensor): Tensor {
+    return this.#half.get(name) ?? f32;
   }
 
   /** [batch, V]: the last forward's logits (for reference comparisons; the sampler penalizes them in place). */
@@ -259,7 +310,7 @@ export class Generator {
     gemv(step, {
       a: acts!.xf,
       aOffset: (acts!.T - 1) * m.d,
-      w: this.model.head(),
+      w: this.#w("head", this.model.head()),
       y: this.#logits,
       yOffset: slot * m.vocab,
       nb: 1,
@@ -351,7 +402,7 @@ export class Generator {
       // token mixer: x += out_proj(u ⊙ SRMSNorm(o)), o from the recurrence on SRMSNorm(x)'s projection
       gemv(step, {
         a: this.#x,
-        w: model.param(`${pre}.token_mixer.qkvu_proj.weight`),
+        w: this.#w(`${pre}.token_mixer.qkvu_proj.weight`, model.param(`${pre}.token_mixer.qkvu_proj.weight`)),
         y: this.#qkvu,
         nb,
         out: 4 * m.e,
@@ -374,7 +425,7 @@ export class Generator {
         b: this.#qkvu,
         bOffset: 3 * m.e,
         bStride: 4 * m.e,
-        w: model.param(`${pre}.token_mixer.out_proj.weight`),
+        w: this.#w(`${pre}.token_mixer.out_proj.weight`, model.param(`${pre}.token_mixer.out_proj.weight`)),
         y: this.#x,
         nb,
         out: m.d,
@@ -383,14 +434,22 @@ export class Generator {
         beta: 1,
       });
       // channel mixer: x += l3((x·W1ᵀ) ⊙ (x·W2ᵀ)) on SRMSNorm(x)
-      gemv(step, { a: this.#x, w: model.w12(l), y: this.#h, nb, out: 2 * m.glu, in: m.d, norm: true });
+      gemv(step, {
+        a: this.#x,
+        w: this.#w(`w12 ${l}`, model.w12(l)),
+        y: this.#h,
+        nb,
+        out: 2 * m.glu,
+        in: m.d,
+        norm: true,
+      });
       gemv(step, {
         a: this.#h,
         aStride: 2 * m.glu,
         b: this.#h,
         bOffset: m.glu,
         bStride: 2 * m.glu,
-        w: model.param(`${pre}.channel_mixer.l3.weight`),
+        w: this.#w(`${pre}.channel_mixer.l3.weight`, model.param(`${pre}.channel_mixer.l3.weight`)),
         y: this.#x,
         nb,
         out: m.d,
@@ -398,7 +457,15 @@ export class Generator {
         beta: 1,
       });
     }
-    gemv(step, { a: this.#x, w: model.head(), y: this.#logits, nb, out: m.vocab, in: m.d, norm: true });
+    gemv(step, {
+      a: this.#x,
+      w: this.#w("head", model.head()),
+      y: this.#logits,
+      nb,
+      out: m.vocab,
+      in: m.d,
+      norm: true,
+    });
   }
 
   /** Draws every sequence's next token into row `row` of the chunk (and into `cur` for the next round). */

@@ -4,7 +4,7 @@
 
 import type { BenchCase, BenchShape } from "./bench.ts";
 import { presetConfig, resolveDims } from "./config.ts";
-import { FIRST_CHUNK, Generator } from "./generate.ts";
+import { type DecodeWeights, FIRST_CHUNK, Generator } from "./generate.ts";
 import { Activations, forwardBackward, TnlModel } from "./model.ts";
 import { OptimizerState } from "./optimizer.ts";
 import { Rng } from "./random.ts";
@@ -21,6 +21,8 @@ export interface ModelBenchOptions {
   positions?: number[];
   /** tokens drawn per decode repeat */
   decodeTokens?: number;
+  /** the weights the decode case's GEMVs read (as tnl generate --weights); default f32 */
+  weights?: DecodeWeights;
 }
 
 /** llama.cpp's default sampling chain: what a decode step costs in a real generation. */
@@ -47,6 +49,7 @@ export function modelBenchCases(o: ModelBenchOptions): BenchCase[] {
   const prefillT = o.prefill ?? 4096;
   const positions = o.positions ?? [512, 1024, 4096, 16384, 65536];
   const decodeN = o.decodeTokens ?? 512;
+  const weights = o.weights ?? "f32";
   return [{
     name: "train-step",
     group: "model",
@@ -113,11 +116,18 @@ export function modelBenchCases(o: ModelBenchOptions): BenchCase[] {
     // doubling; every chunk read back), timed by the wall clock. Each repeat restarts from the prefilled state.
     name: "decode",
     group: "model",
-    shapes: () => positions.map((p) => ({ preset: o.preset, position: p, tokens: decodeN, vocab: o.vocab })),
+    shapes: () =>
+      positions.map((p) => ({
+        preset: o.preset,
+        position: p,
+        tokens: decodeN,
+        vocab: o.vocab,
+        ...(weights === "f16" ? { weights } : {}),
+      })),
     async setup(gpu, s) {
       const dims = dimsOf();
       const model = TnlModel.randomOnGpu(gpu, dims, 3);
-      const gen = new Generator(model, { batch: 1, sampling: BENCH_SAMPLING });
+      const gen = new Generator(model, { batch: 1, sampling: BENCH_SAMPLING, weights });
       gen.prefill([{ ids: randomIds(Number(s.position), dims.vocab, 5) }]);
       const saved = gen.saveState();
       await gpu.idle();

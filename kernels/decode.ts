@@ -23,6 +23,8 @@ interface GemvVariant {
   norm: boolean;
   prod: boolean;
   vec: boolean;
+  /** W stored as f16 (needs vec) */
+  f16: boolean;
   subgroups: boolean;
 }
 
@@ -31,7 +33,7 @@ export type GemvForm = "auto" | "subgroup" | "tree";
 
 const gemvDef = (v: GemvVariant) =>
   cachedDef(
-    `decode/gemv/${v.nb}/${v.rows}/${v.sgRows}/${v.norm}/${v.prod}/${v.vec}/${v.subgroups}`,
+    `decode/gemv/${v.nb}/${v.rows}/${v.sgRows}/${v.norm}/${v.prod}/${v.vec}/${v.f16}/${v.subgroups}`,
     () => {
       const defines = {
         GEMV: true,
@@ -46,12 +48,13 @@ const gemvDef = (v: GemvVariant) =>
         NORM: v.norm,
         PROD: v.prod,
         VEC: v.vec,
+        F16W: v.f16,
         SUBGROUPS: v.subgroups,
       };
       return {
         name: `gemv-b${v.nb}-r${v.rows}${v.sgRows ? "-sg" : ""}${v.norm ? "-norm" : ""}${
           v.prod ? "-prod" : ""
-        }${v.vec ? "-vec4" : ""}`,
+        }${v.vec ? "-vec4" : ""}${v.f16 ? "-f16w" : ""}`,
         // The subgroup form needs no workgroup reduction (nor its scratch memory).
         code: v.sgRows ? preprocess("decode", source, defines) : withReduceLib("decode", source, defines),
         bindings: ["read", "read", "read", "rw"] as const,
@@ -72,6 +75,7 @@ const recurDef = (lrpe: boolean, w: number) =>
       NORM: false,
       PROD: false,
       VEC: false,
+      F16W: false,
       SUBGROUPS: false,
     }),
     bindings: ["read", "read", "read", "read", "rw", "rw"],
@@ -83,7 +87,7 @@ export interface GemvArgs {
   a: Tensor;
   /** second input for `prod` (x = a ⊙ b), at bOffset + b·bStride */
   b?: Tensor;
-  /** [out, in] row-major */
+  /** [out, in] row-major, f32 or f16 (f16 needs in and the row offsets to be multiples of 4) */
   w: Tensor;
   /** output rows: y[b, 0..out) at yOffset + b·yStride */
   y: Tensor;
@@ -148,7 +152,11 @@ export function gemv(step: Step, g: GemvArgs): void {
   };
   need(a, span(aOff, aStride, inF), "a");
   if (g.b) need(g.b, span(bOff, bStride, inF), "b");
-  need(w, out * inF, "w");
+  if (w.dtype === "f16") {
+    if (w.size < out * inF) {
+      throw new TnlError("internal", `gemv: w '${w.label}' holds ${w.size} f16, needs ${out * inF}`);
+    }
+  } else need(w, out * inF, "w");
   need(y, span(yOff, yStride, out), "y");
   const va = a.view(aOff, span(0, aStride, inF));
   const vb = g.b ? g.b.view(bOff, span(0, bStride, inF)) : va;
@@ -189,6 +197,13 @@ export function gemv(step: Step, g: GemvArgs): void {
     const vw = w.view(o0 * inF, n * inF);
     const vy = y.view(yOff + o0, span(0, yStride, n));
     const vec = vecIn && vw.base % 4 === 0;
+    const f16 = w.dtype === "f16";
+    if (f16 && !vec) {
+      throw new TnlError(
+        "internal",
+        `gemv: f16 weights '${w.label}' need rows of a multiple of 4 inputs at offsets of multiples of 4 (in = ${inF})`,
+      );
+    }
     const kernel = gpu.kernel(
       gemvDef({
         nb,
@@ -197,6 +212,7 @@ export function gemv(step: Step, g: GemvArgs): void {
         norm: g.norm === true,
         prod,
         vec,
+        f16,
         subgroups: gpu.features.subgroups,
       }),
     );

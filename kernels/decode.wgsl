@@ -8,7 +8,8 @@
 //                                NORM + PROD   o, u → x += out_proj(u ⊙ SRMSNorm(o))   (beta = 1)
 //                                PROD          h1, h2 → x += l3(h1 ⊙ h2)               (beta = 1)
 //         A workgroup takes R output rows; LANES = 256 / R invocations per row stride through `in` (vec4
-//         loads with VEC), then the partial sums of each row meet in workgroup memory.
+//         loads with VEC), then the partial sums of each row meet in workgroup memory. F16W (with VEC): W is
+//         stored as f16 (half the bytes of a step), widened exactly and summed in f32.
 //   RECUR: one token of the robust recurrence (spec §5.1) with the token mixer's input stage fused in:
 //         q, k = SiLU of the q, k columns of qkvu (then LRPE at the sequence's position: dk = 2d), v the v
 //         columns, and per (b, h): kv ← λ·kv + kᵀv, o = q·kv, with the fp32 state kv: [B, H, dk, d].
@@ -39,7 +40,11 @@ const LANES: u32 = {{LANES}}u; // invocations per row: 256 / R
 #if VEC
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;   // a: [NB, a_stride] f32, read as vec4
 @group(0) @binding(1) var<storage, read> bb: array<vec4<f32>>;  // bb: [NB, b_stride] f32 (PROD; else = a)
+#if F16W
+@group(0) @binding(2) var<storage, read> w: array<vec2<u32>>;   // w: [out, in] f16, 4 per element
+#else
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;   // w: [out, in] f32
+#endif
 #else
 @group(0) @binding(0) var<storage, read> a: array<f32>;         // a: [NB, a_stride] f32
 @group(0) @binding(1) var<storage, read> bb: array<f32>;        // bb: [NB, b_stride] f32 (PROD; else = a)
@@ -47,6 +52,18 @@ const LANES: u32 = {{LANES}}u; // invocations per row: 256 / R
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;   // y: [NB, y_stride] f32 (columns 0..rows here)
 
+
+// Weights i·4 .. i·4 + 3 of the binding (VEC), widened from f16 with F16W (exact).
+#if VEC
+fn wv4(i: u32) -> vec4<f32> {
+#if F16W
+  let h = w[i];
+  return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
+#else
+  return w[i];
+#endif
+}
+#endif
 
 #if VEC
 fn xin(b: u32, i: u32) -> vec4<f32> {
@@ -128,10 +145,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   if (o < p.rows) {
     var i = lane;
     for (; i + 3u * S < units; i += 4u * S) {
+#if VEC
+      let w0 = wv4(wrow + i);
+      let w1 = wv4(wrow + i + S);
+      let w2 = wv4(wrow + i + 2u * S);
+      let w3 = wv4(wrow + i + 3u * S);
+#else
       let w0 = w[wrow + i];
       let w1 = w[wrow + i + S];
       let w2 = w[wrow + i + 2u * S];
       let w3 = w[wrow + i + 3u * S];
+#endif
 #unroll bi NB
       {
         const b = {{bi}}u;
@@ -141,7 +165,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #endunroll
     }
     for (; i < units; i += S) {
+#if VEC
+      let wv = wv4(wrow + i);
+#else
       let wv = w[wrow + i];
+#endif
 #unroll bi NB
       {
         const b = {{bi}}u;
@@ -224,7 +252,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #if VEC
     let wrow = (p.base_w + o * p.cols) / 4u;
     for (var i = lane; i < p.cols / 4u; i += LANES) {
-      let wv = w[wrow + i];
+      let wv = wv4(wrow + i);
 #unroll bi NB
       {
         const b = {{bi}}u;

@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { openGpu } from "../core/gpu.ts";
 import { Rng } from "../core/random.ts";
 import { Tensor } from "../core/tensor.ts";
-import { copyTensor, deviceCopyProbe } from "../kernels/copy.ts";
+import { convertToF16, copyTensor, deviceCopyProbe } from "../kernels/copy.ts";
+import { f32BitsToF16Bits } from "../core/half.ts";
+import { TnlError } from "../core/errors.ts";
 import { copyRef } from "../kernels/copy_ref.ts";
 import { gpuTest, testGpu } from "./_gpu.ts";
 
@@ -68,6 +70,97 @@ Deno.test("the device-copy probe copies its buffer and counts bytes read and wri
     gpu.run("probe", (step) => run.encode(step));
     run.dispose();
     await gpu.sync();
+  } finally {
+    gpu.close();
+  }
+});
+
+// Values that exercise every branch of the rounding: ties both ways, the subnormal range and its edges,
+// overflow to infinity, signed zeros, infinities and NaNs with payloads.
+function f16EdgeBits(): Uint32Array {
+  const bits: number[] = [
+    0,
+    0x80000000,
+    0x7f800000,
+    0xff800000,
+    0x7fc00000,
+    0xffc00001,
+    0x7f800001,
+    0x7fbfffff,
+    0x477fe000,
+    0x477fefff,
+    0x477ff000,
+    0x477fffff,
+    0x47800000,
+    0xc77ff000, // 65504, just under/at 65520, 2^16
+    0x38800000,
+    0x387fffff,
+    0x33800000,
+    0x33800001,
+    0x33000000,
+    0x33000001,
+    0x32ffffff,
+    0x00000001,
+    0x00800000,
+    0x3f801000,
+    0x3f803000,
+    0x3f800fff,
+    0x3f801001,
+    0x3c7ff000,
+    0x387ff000,
+    0x38001000,
+    0x38003000,
+  ];
+  const rng = new Rng(44);
+  for (let i = 0; i < 4000; i++) {
+    // Random sign, exponents across the whole f16 range and beyond, random mantissas.
+    const e = 95 + rng.int(55);
+    bits.push(((rng.int(2) << 31) | (e << 23) | rng.int(1 << 23)) >>> 0);
+  }
+  for (let i = 0; i < 200; i++) bits.push((0x33000000 + rng.int(1 << 26)) >>> 0); // around the subnormal halves
+  if (bits.length % 2) bits.push(0x3f800000);
+  return Uint32Array.from(bits);
+}
+
+Deno.test(
+  "f32 → f16 conversion rounds every value as the CPU conversion does, bit for bit",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const bits = f16EdgeBits();
+    const n = bits.length;
+    const src = Tensor.from(gpu, new Float32Array(bits.buffer), [n], "f32", "src");
+    const dst = Tensor.empty(gpu, [n], "f16", "dst");
+    gpu.run("convert", (step) => convertToF16(step, src, dst));
+    const got = (await dst.read()) as Uint16Array;
+    for (let i = 0; i < n; i++) {
+      assert.equal(
+        got[i],
+        f32BitsToF16Bits(bits[i]),
+        `f32 bits 0x${bits[i].toString(16)}: got 0x${got[i].toString(16)}`,
+      );
+    }
+    [src, dst].forEach((t) => t.destroy());
+    // Sizes that do not fit the conversion are refused naming the tensors.
+    const odd = Tensor.empty(gpu, [3], "f32", "odd"), odd16 = Tensor.empty(gpu, [3], "f16", "odd16");
+    assert.throws(
+      () => gpu.run("convert odd", (step) => convertToF16(step, odd, odd16)),
+      (e) => e instanceof TnlError && e.message.includes("'odd'") && e.message.includes("even"),
+    );
+    [odd, odd16].forEach((t) => t.destroy());
+  },
+);
+
+Deno.test("f32 → f16 conversion of tensors over one binding goes in pieces", gpuTest, async () => {
+  const gpu = await openGpu({ maxBindingBytes: 4096 });
+  try {
+    const n = 5002;
+    const hx = new Rng(45).uniformArray(n, -70000, 70000);
+    const src = Tensor.from(gpu, hx, [n], "f32", "src"), dst = Tensor.empty(gpu, [n], "f16", "dst");
+    gpu.run("convert pieces", (step) => convertToF16(step, src, dst));
+    const got = (await dst.read()) as Uint16Array;
+    const hb = new Uint32Array(hx.buffer, hx.byteOffset, n);
+    for (let i = 0; i < n; i++) assert.equal(got[i], f32BitsToF16Bits(hb[i]), `element ${i}`);
   } finally {
     gpu.close();
   }

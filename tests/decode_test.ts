@@ -5,6 +5,8 @@ import { Rng } from "../core/random.ts";
 import { Tensor } from "../core/tensor.ts";
 import { fixedSubgroupSize, gemv, GEMV_MAX_BATCH, type GemvForm, recurrentStep } from "../kernels/decode.ts";
 import { gemvRef, recurrentStepRef } from "../kernels/decode_ref.ts";
+import { f16BitsToF32, f32ToF16Bits } from "../core/half.ts";
+import { TnlError } from "../core/errors.ts";
 import { assertClose, gpuTest, testGpu } from "./_gpu.ts";
 
 // GEMVs and the recurrence are reductions: ‖Δ‖/‖ref‖ ≤ 1e-5 against float64.
@@ -16,6 +18,8 @@ interface GemvCase {
   mode: "plain" | "norm" | "gate" | "glu";
   beta?: number;
   form?: GemvForm;
+  /** weights stored as f16 (the reference uses the same rounded weights, so the bound is unchanged) */
+  f16?: boolean;
 }
 
 async function checkGemv(gpu: Gpu, c: GemvCase, rng: Rng) {
@@ -31,12 +35,16 @@ async function checkGemv(gpu: Gpu, c: GemvCase, rng: Rng) {
   if (c.mode === "glu") aOffset = 0;
   const ha = rng.uniformArray(aLen, -2, 2);
   const hb = bLen ? rng.uniformArray(bLen, -2, 2) : null;
-  const hw = rng.uniformArray(out * inF);
+  let hw = rng.uniformArray(out * inF);
+  const hw16 = c.f16 ? Uint16Array.from(hw, (x) => f32ToF16Bits(x)) : null;
+  if (hw16) hw = Float32Array.from(hw16, (h) => f16BitsToF32(h));
   const yStride = out + 3, yOffset = 1;
   const hy = rng.uniformArray(yOffset + nb * yStride);
   const a = Tensor.from(gpu, ha, [aLen], "f32", "a");
   const bT = hb ? Tensor.from(gpu, hb, [bLen], "f32", "b") : undefined;
-  const w = Tensor.from(gpu, hw, [out, inF], "f32", "w");
+  const w = hw16
+    ? Tensor.from(gpu, hw16, [out, inF], "f16", "w16")
+    : Tensor.from(gpu, hw, [out, inF], "f32", "w");
   const y = Tensor.from(gpu, hy, [hy.length], "f32", "y");
   const norm = c.mode === "norm" || c.mode === "gate";
   const args = {
@@ -100,6 +108,38 @@ Deno.test(
       await checkGemv(gpu, { nb: 2, out: 70, in: 2816, mode: "glu", beta: 1, form }, rng);
       await checkGemv(gpu, { nb: 1, out: 33, in: 4 * 71, mode: "gate", form }, rng); // unrolled loop + tail
     }
+  },
+);
+
+Deno.test(
+  "GEMV with f16 weights vs float64 on the same rounded weights, every mode and form",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const rng = new Rng(72);
+    const forms: GemvForm[] = fixedSubgroupSize(gpu) > 0 ? ["tree", "subgroup"] : ["tree"];
+    for (const form of forms) {
+      for (const mode of ["plain", "norm", "gate", "glu"] as const) {
+        for (const nb of [1, 3, GEMV_MAX_BATCH]) {
+          await checkGemv(gpu, {
+            nb,
+            out: 37,
+            in: 64,
+            mode,
+            form,
+            f16: true,
+          }, rng);
+        }
+      }
+      await checkGemv(gpu, { nb: 2, out: 300, in: 1024, mode: "norm", form, f16: true }, rng);
+      await checkGemv(gpu, { nb: 1, out: 70, in: 2816, mode: "glu", beta: 1, form, f16: true }, rng);
+      await checkGemv(gpu, { nb: 1, out: 33, in: 4 * 71, mode: "gate", form, f16: true }, rng);
+    }
+    // Rows that are not whole vec4 cannot be read as f16 quads: refused, naming the weights.
+    await assert.rejects(
+      () => checkGemv(gpu, { nb: 1, out: 5, in: 23, mode: "plain", f16: true }, rng),
+      (e) => e instanceof TnlError && e.message.includes("'w16'") && e.message.includes("multiple of 4"),
+    );
   },
 );
 

@@ -14,6 +14,7 @@ import { Tensor } from "../core/tensor.ts";
 import { loadTokenizer } from "../core/tokenizer.ts";
 import type { SamplerSettings } from "../kernels/sample.ts";
 import { assertClose, gpuTest, REPO_ROOT, testGpu } from "./_gpu.ts";
+import { f16BitsToF32, f32ToF16Bits } from "../core/half.ts";
 
 const TINY = `${REPO_ROOT}/testdata/tnl-tiny`;
 
@@ -106,6 +107,63 @@ Deno.test(
   },
 );
 
+/** Logits of teacher-forced decode steps after a prefill of `prefill` tokens of each fixture row, [rows, steps, V]. */
+async function decodeLogits(gen: Generator, rows: number[][], prefill: number, steps: number) {
+  const V = gen.dims.vocab;
+  gen.prefill(rows.map((r) => ({ ids: r.slice(0, prefill) })));
+  const out = new Float32Array(rows.length * steps * V);
+  for (let r = 0; r < steps; r++) {
+    if (r > 0) {
+      gen.setTokens(rows.map((row) => row[prefill - 1 + r]));
+      gen.gpu.run("decode", (step) => gen.encodeForward(step));
+    }
+    const logits = await gen.logits.readF32();
+    for (let b = 0; b < rows.length; b++) out.set(logits.subarray(b * V, (b + 1) * V), (b * steps + r) * V);
+    gen.gpu.run("advance", (step) => gen.encodeSample(step, 0));
+  }
+  return out;
+}
+
+Deno.test(
+  "decode with f16 weights: exact on f16-representable weights, near f32 on the fixture",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const g = await fixture();
+    const rows = Array.from({ length: g.B }, (_, b) => g.ids.slice(b * g.T, (b + 1) * g.T));
+    const steps = 6, prefill = g.T - steps + 1;
+    // The fixture's weights rounded to f16 everywhere: the f16 copies then hold the very values the f32
+    // GEMVs read, and the sums run in the same order, so the two decodes must agree bit for bit.
+    const { model: rounded } = await loadModel(gpu, TINY);
+    const p = await rounded.params.readF32();
+    rounded.params.write(Float32Array.from(p, (x) => f16BitsToF32(f32ToF16Bits(x))));
+    const { model } = await loadModel(gpu, TINY);
+    const gens: Generator[] = [];
+    const make = (m: TnlModel, weights: "f32" | "f16") => {
+      const gen = new Generator(m, { batch: g.B, sampling: GREEDY, weights });
+      gens.push(gen);
+      return gen;
+    };
+    try {
+      const exact16 = await decodeLogits(make(rounded, "f16"), rows, prefill, steps);
+      const exact32 = await decodeLogits(make(rounded, "f32"), rows, prefill, steps);
+      assert.equal(maxAbs(exact16, exact32), 0, "f16 weights = f32 weights holding the same values");
+      const ours16 = await decodeLogits(make(model, "f16"), rows, prefill, steps);
+      const ours32 = await decodeLogits(make(model, "f32"), rows, prefill, steps);
+      // Rounding the GEMV weights to f16 (relative 2^-11) moves the fixture's logits by max |Δ| 1.2e-4
+      // (‖Δ‖/‖ref‖ 1.6e-4) on lavapipe; the bound leaves a margin of 8×.
+      const st = errorStats(ours16, ours32);
+      assert.ok(st.maxAbs > 0 && st.maxAbs <= 1e-3, `f16 vs f32 decode logits: max |Δ| ${st.maxAbs}`);
+      assert.ok(st.rel <= 1.5e-3, `f16 vs f32 decode logits: ‖Δ‖/‖ref‖ ${st.rel}`);
+    } finally {
+      gens.forEach((x) => x.destroy());
+      g.f.close();
+      model.destroy();
+      rounded.destroy();
+    }
+  },
+);
+
 Deno.test("greedy generation is the argmax chain of the full forward's logits", gpuTest, async () => {
   const gpu = await testGpu();
   const { model } = await loadModel(gpu, TINY);
@@ -145,8 +203,9 @@ async function run(
   sampling: SamplerSettings,
   maxTokens = 20,
   eos: number | null = null,
+  weights: "f32" | "f16" = "f32",
 ) {
-  const gen = new Generator(model, { batch: prompts.length, sampling, roundsPerSubmit: 3 });
+  const gen = new Generator(model, { batch: prompts.length, sampling, roundsPerSubmit: 3, weights });
   try {
     return await generate(gen, prompts, { maxTokens, eos, firstChunk: 2 });
   } finally {
@@ -311,6 +370,22 @@ Deno.test(
       // Plain output: the ids on one line.
       const plain = await tnl(["--model", TINY, "--prompt-ids", ids.join(" "), "-n", "10", "--temp", "0"]);
       assert.equal(plain.stdout.trim(), lib.tokens.join(" "));
+      // --weights f16: the library's draws with f16 decode weights.
+      const [lib16] = await run(model, [{ ids }], GREEDY, 10, null, "f16");
+      const half = await tnl([
+        "--model",
+        TINY,
+        "--prompt-ids",
+        ids.join(","),
+        "-n",
+        "10",
+        "--temp",
+        "0",
+        "--weights",
+        "f16",
+      ]);
+      assert.equal(half.code, 0, half.stderr);
+      assert.equal(half.stdout.trim(), lib16.tokens.join(" "));
       // The same model with the 4th greedy token as its EOS stops there (the EOS id is reported last).
       for (const f of ["config.json", "model.safetensors"]) {
         await Deno.copyFile(`${TINY}/${f}`, `${dir}/${f}`);
@@ -464,6 +539,7 @@ Deno.test("tnl generate: bad flags and inputs are one-line errors of the right k
     [["--model", TINY, "-f", `${TINY}/missing.txt`], "io", /cannot read .*missing.txt/],
     [[...ids, "--stop", ""], "usage", /stop string is empty/],
     [[...ids, "--logprobs"], "usage", /--logprobs needs --json/],
+    [[...ids, "--weights", "bf16"], "usage", /--weights bf16: expected f32 or f16/],
   ];
   for (const [args, kind, pattern] of cases) {
     await assert.rejects(() => buildCli().parseAsync(["generate", ...args], { from: "user" }), (e) => {
