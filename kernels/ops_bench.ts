@@ -10,6 +10,7 @@ import { gluBackward, gluForward, randomTensor, siluBackward, siluForward } from
 import { normGateBackward, normGateForward, qkvPrepBackward, qkvPrepForward } from "./token_mixer.ts";
 import { embeddingBackward, embeddingBuckets, embeddingForward, uploadBuckets } from "./embedding.ts";
 import { gemv, type GemvForm, recurrentStep } from "./decode.ts";
+import { convertToF16 } from "./copy.ts";
 import { type SamplerSettings, sampleTokens } from "./sample.ts";
 import { linearBackward, linearForward, lmHeadLoss } from "./layers.ts";
 import { gradNorm, partialsFor } from "./reduce.ts";
@@ -303,12 +304,16 @@ export const opsBenchCases: BenchCase[] = [
         { in: 2816, out: 1024, op: "prod", nb: 1, dispatches: 24 },
         { in: 1024, out: 64000, op: "norm", nb: 1, dispatches: 4 },
         { in: 1024, out: 4096, op: "norm", nb: 8, dispatches: 24 },
-      ]).flatMap((s) => [{ ...s, form: "auto" }, { ...s, form: "tree" }]),
+      ]).flatMap((s) => [{ ...s, form: "auto" }, { ...s, form: "tree" }, { ...s, form: "auto", w: "f16" }]),
     setup(gpu, s) {
       const inF = N(s, "in"), out = N(s, "out"), nb = N(s, "nb"), n = N(s, "dispatches");
       const op = String(s.op);
-      const [a, b, w] = randomTensors(gpu, [[[nb, inF], "a"], [[nb, inF], "b"], [[out, inF], "w"]], 9);
+      const [a, b, w32] = randomTensors(gpu, [[[nb, inF], "a"], [[nb, inF], "b"], [[out, inF], "w"]], 9);
       const y = Tensor.empty(gpu, [nb, out], "f32", "y");
+      // w=f16: the weights as f16 (tnl generate --weights f16)
+      const half = s.w === "f16";
+      const w = half ? Tensor.empty(gpu, [out, inF], "f16", "w16") : w32;
+      if (half) gpu.run("gemv bench weights", (step) => convertToF16(step, w32, w));
       return {
         encode: (step) => {
           for (let i = 0; i < n; i++) {
@@ -326,8 +331,8 @@ export const opsBenchCases: BenchCase[] = [
             });
           }
         },
-        bytes: n * (out * inF + nb * (2 * inF + 2 * out)) * 4,
-        dispose: dispose([a, b, w, y]),
+        bytes: n * (out * inF * (half ? 2 : 4) + nb * (2 * inF + 2 * out) * 4),
+        dispose: dispose(half ? [a, b, w32, w, y] : [a, b, w, y]),
       };
     },
   },
