@@ -5,7 +5,10 @@
 //      positive logit is divided by the penalty, a negative one multiplied), then the banned token → −∞;
 //   3. temp = 0: argmax, the lowest id on ties. Otherwise, with m_i = exp((l_i − max)/temp):
 //   4. top-k: the k-th largest logit by a radix select on the order-preserving u32 keys of the floats
-//      (4 rounds of 8-bit histograms); ties at the k-th value are all kept;
+//      (4 rounds of 8-bit histograms); ties at the k-th value are all kept. For k ≤ 256 the candidates
+//      are first narrowed to the logits ≥ the k-th largest of the invocations' own maxima and gathered in
+//      workgroup memory (one count and one gather pass), and the select, top-p, min-p and the draw work
+//      on them in the same order and with the same sums as passes over the vocabulary would;
 //   5. top-p: the largest key threshold τ whose kept mass Σ_{key ≥ τ} m is still ≥ top_p × the top-k mass,
 //      found bit by bit (32 rounds of a mass sum) over the top-k candidates, gathered in workgroup memory
 //      when there are at most CAP of them;
@@ -56,8 +59,11 @@ const NONE: u32 = 0xffffffffu;
 var<workgroup> mv: array<f32, 256>;           // per-invocation values (argmax, partial masses)
 var<workgroup> mi: array<u32, 256>;           // per-invocation ids / counts
 var<workgroup> bins: array<atomic<u32>, 256>;
-var<workgroup> cand_key: array<u32, CAP>;
-var<workgroup> cand_m: array<f32, CAP>;
+var<workgroup> cand_key: array<u32, CAP>;    // gathered candidates, in the order (id mod NT, id)
+var<workgroup> cand_m: array<f32, CAP>;      // ... their masses
+var<workgroup> cand_id: array<u32, CAP>;     // ... their ids
+var<workgroup> cand_l: array<f32, CAP>;      // ... their logits
+var<workgroup> shared_n: u32;
 var<workgroup> pen_raw: array<f32, PMAX>;     // raw logit of a penalized token, at its first window entry
 var<workgroup> counter: atomic<u32>;
 var<workgroup> shared_u: vec4<u32>;
@@ -115,8 +121,9 @@ fn mass_above(tau: u32, tk: u32, gathered: bool, n: u32, lb: u32, mx: f32, inv_t
               sg_size: u32) -> f32 {
   var s = 0.0;
   if (gathered) {
+    let t = max(tau, tk);
     for (var i = lid; i < n; i += NT) {
-      if (cand_key[i] >= tau) { s += cand_m[i]; }
+      if (cand_key[i] >= t) { s += cand_m[i]; }
     }
   } else {
     let t = max(tau, tk);
@@ -126,6 +133,112 @@ fn mass_above(tau: u32, tk: u32, gathered: bool, n: u32, lb: u32, mx: f32, inv_t
     }
   }
   return wg_sum(s, lid, sg_size);
+}
+
+// Invocation 0's step of a radix select: the highest digit whose bin, with the bins above it, reaches
+// `remaining`; returns (digit, what is left to count inside its bin).
+fn pick_digit(remaining: u32) -> vec4<u32> {
+  var cum = 0u;
+  var d = 255u;
+  loop {
+    let c = atomicLoad(&bins[d]);
+    if (cum + c >= remaining || d == 0u) { break; }
+    cum += c;
+    d -= 1u;
+  }
+  return vec4<u32>(d, remaining - cum, 0u, 0u);
+}
+
+// The k-th largest of the keys `own` of the invocations (k ≤ NT), by 4 rounds of 8-bit histograms.
+fn kth_of_own(own: u32, k: u32, lid: u32) -> u32 {
+  var prefix = 0u;
+  var mask = 0u;
+  var remaining = k;
+  for (var round = 0u; round < 4u; round++) {
+    let shift = 24u - 8u * round;
+    atomicStore(&bins[lid], 0u);
+    workgroupBarrier();
+    if ((own & mask) == prefix) { atomicAdd(&bins[(own >> shift) & 0xffu], 1u); }
+    workgroupBarrier();
+    if (lid == 0u) { shared_u = pick_digit(remaining); }
+    let sel = workgroupUniformLoad(&shared_u);
+    prefix |= sel.x << shift;
+    mask |= 0xffu << shift;
+    remaining = sel.y;
+  }
+  return prefix;
+}
+
+// The k-th largest key of the n gathered candidates (k ≤ n ≤ CAP).
+fn kth_of_cands(n: u32, k: u32, lid: u32) -> u32 {
+  var prefix = 0u;
+  var mask = 0u;
+  var remaining = k;
+  for (var round = 0u; round < 4u; round++) {
+    let shift = 24u - 8u * round;
+    atomicStore(&bins[lid], 0u);
+    workgroupBarrier();
+    for (var i = lid; i < n; i += NT) {
+      let key = cand_key[i];
+      if ((key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
+    }
+    workgroupBarrier();
+    if (lid == 0u) { shared_u = pick_digit(remaining); }
+    let sel = workgroupUniformLoad(&shared_u);
+    prefix |= sel.x << shift;
+    mask |= 0xffu << shift;
+    remaining = sel.y;
+  }
+  return prefix;
+}
+
+// Counts the logits with keys ≥ t (the total to shared_n) and, when there are at most CAP, gathers them
+// with their masses, ids and logits in the order (id mod NT, id): invocation lid's own are at
+// [result.x, result.x + result.y), in rising id order, as a pass over the vocabulary would visit them.
+fn gather_from(t: u32, lb: u32, mx: f32, inv_t: f32, lid: u32) -> vec2<u32> {
+  let V = p.vocab;
+  var own = 0u;
+  for (var i0 = lid; i0 < V; i0 += U * NT) {
+    let ls = load_u(lb, i0);
+#unroll uu U
+    if (i0 + {{uu}}u * NT < V && key_of(ls[{{uu}}]) >= t) { own += 1u; }
+#endunroll
+  }
+  mi[lid] = own;
+  workgroupBarrier();
+  if (lid == 0u) {
+    var total = 0u;
+    for (var j = 0u; j < NT; j++) {
+      let c = mi[j];
+      mi[j] = total;
+      total += c;
+    }
+    shared_n = total;
+  }
+  let n = workgroupUniformLoad(&shared_n);
+  let at0 = mi[lid];
+  if (n <= CAP) {
+    var at = at0;
+    for (var i0 = lid; i0 < V; i0 += U * NT) {
+      let ls = load_u(lb, i0);
+#unroll uu U
+      {
+        let i = i0 + {{uu}}u * NT;
+        let l = ls[{{uu}}];
+        let key = key_of(l);
+        if (i < V && key >= t) {
+          cand_key[at] = key;
+          cand_m[at] = mass(l, mx, inv_t);
+          cand_id[at] = i;
+          cand_l[at] = l;
+          at += 1u;
+        }
+      }
+#endunroll
+    }
+  }
+  workgroupBarrier();
+  return vec2<u32>(at0, own);
 }
 
 @compute @workgroup_size(256)
@@ -254,90 +367,59 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     chosen = NONE;
   } else if (p.temp > 0.0) {
     let inv_t = 1.0 / p.temp;
-    // 4. top-k threshold by radix select
+    // 4. top-k threshold. With k ≤ NT every logit of the top k is ≥ t1, the k-th largest of the
+    // invocations' own maxima (the k invocations holding those have k logits ≥ t1 between them): the
+    // logits ≥ t1 are gathered, when at most CAP, and the threshold is selected among them, and so are the
+    // passes of steps 6 and 7. Otherwise (no top-k, k > NT, too many candidates: many ties) radix rounds
+    // over the whole vocabulary.
     var tk = 0u;
+    var gathered = false;
+    var n = 0u;
+    var own = vec2<u32>(0u, 0u); // this invocation's candidates: [own.x, own.x + own.y)
     if (p.top_k > 0u && p.top_k < V) {
-      var prefix = 0u;
-      var mask = 0u;
-      var remaining = p.top_k;
-      for (var round = 0u; round < 4u; round++) {
-        let shift = 24u - 8u * round;
-        atomicStore(&bins[lid], 0u);
-        workgroupBarrier();
-        for (var i0 = lid; i0 < V; i0 += U * NT) {
-          let ls = load_u(lb, i0);
-#unroll uu U
-          {
-            const u = {{uu}}u;
-            let key = key_of(ls[u]);
-            if (i0 + u * NT < V && (key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
-          }
-#endunroll
-        }
-        workgroupBarrier();
-        if (lid == 0u) {
-          var cum = 0u;
-          var d = 255u;
-          loop {
-            let c = atomicLoad(&bins[d]);
-            if (cum + c >= remaining || d == 0u) { break; }
-            cum += c;
-            d -= 1u;
-          }
-          shared_u = vec4<u32>(d, remaining - cum, 0u, 0u);
-        }
-        let sel = workgroupUniformLoad(&shared_u);
-        prefix |= sel.x << shift;
-        mask |= 0xffu << shift;
-        remaining = sel.y;
+      if (p.top_k <= NT) {
+        let t1 = kth_of_own(key_of(bm), p.top_k, lid);
+        own = gather_from(t1, lb, mx, inv_t, lid);
+        n = workgroupUniformLoad(&shared_n);
+        gathered = n <= CAP;
+        if (gathered) { tk = kth_of_cands(n, p.top_k, lid); }
       }
-      tk = prefix;
+      if (!gathered) {
+        var prefix = 0u;
+        var mask = 0u;
+        var remaining = p.top_k;
+        for (var round = 0u; round < 4u; round++) {
+          let shift = 24u - 8u * round;
+          atomicStore(&bins[lid], 0u);
+          workgroupBarrier();
+          for (var i0 = lid; i0 < V; i0 += U * NT) {
+            let ls = load_u(lb, i0);
+#unroll uu U
+            {
+              const u = {{uu}}u;
+              let key = key_of(ls[u]);
+              if (i0 + u * NT < V && (key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
+            }
+#endunroll
+          }
+          workgroupBarrier();
+          if (lid == 0u) { shared_u = pick_digit(remaining); }
+          let sel = workgroupUniformLoad(&shared_u);
+          prefix |= sel.x << shift;
+          mask |= 0xffu << shift;
+          remaining = sel.y;
+        }
+        tk = prefix;
+      }
     }
-    // 5. top-p threshold; the top-k candidates are gathered first when few
+    // 5. top-p threshold; the top-k candidates are gathered first (when few) if step 4 did not
     var tp = tk;
     if (p.top_p < 1.0) {
-      var own = 0u;
-      for (var i0 = lid; i0 < V; i0 += U * NT) {
-        let ls = load_u(lb, i0);
-#unroll uu U
-        {
-          const u = {{uu}}u;
-          if (i0 + u * NT < V && key_of(ls[u]) >= tk) { own += 1u; }
-        }
-#endunroll
+      if (!gathered) {
+        own = gather_from(tk, lb, mx, inv_t, lid);
+        n = workgroupUniformLoad(&shared_n);
+        gathered = n <= CAP;
       }
-      mi[lid] = own;
-      workgroupBarrier();
-      if (lid == 0u) {
-        var total = 0u;
-        for (var t = 0u; t < NT; t++) {
-          let c = mi[t];
-          mi[t] = total;
-          total += c;
-        }
-        shared_u = vec4<u32>(total, 0u, 0u, 0u);
-      }
-      let n = workgroupUniformLoad(&shared_u).x;
-      let gathered = n <= CAP;
-      if (gathered) {
-        var at = mi[lid];
-        for (var i0 = lid; i0 < V; i0 += U * NT) {
-          let ls = load_u(lb, i0);
-#unroll uu U
-          {
-            const u = {{uu}}u;
-            let l = ls[u];
-            let key = key_of(l);
-            if (i0 + u * NT < V && key >= tk) {
-              cand_key[at] = key;
-              cand_m[at] = mass(l, mx, inv_t);
-              at += 1u;
-            }
-          }
-#endunroll
-        }
-      }
-      workgroupBarrier();
       let goal = p.top_p * mass_above(tk, tk, gathered, n, lb, mx, inv_t, lid, sg_size);
       var tau = 0u;
       for (var bit = 31i; bit >= 0i; bit--) {
@@ -346,28 +428,41 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       }
       tp = max(tau, tk);
     }
-    // 6, 7. min-p, then the draw by inverse CDF in the order (id mod 256, id)
+    // 6, 7. min-p, then the draw by inverse CDF in the order (id mod 256, id): over the invocation's own
+    // candidates when gathered (they hold every kept token, in that order), else over its ids
     var part = 0.0;
     var count = 0u;
     var smallest = mx;
-    for (var i0 = lid; i0 < V; i0 += U * NT) {
-      let ls = load_u(lb, i0);
-#unroll uu U
-      {
-        const u = {{uu}}u;
-        let l = ls[u];
-        let m = mass(l, mx, inv_t);
-        if (i0 + u * NT < V && key_of(l) >= tp && m >= p.min_p) {
+    if (gathered) {
+      for (var j = own.x; j < own.x + own.y; j++) {
+        let m = cand_m[j];
+        if (cand_key[j] >= tp && m >= p.min_p) {
           part += m;
           count += 1u;
-          smallest = min(smallest, l);
+          smallest = min(smallest, cand_l[j]);
         }
       }
+    } else {
+      for (var i0 = lid; i0 < V; i0 += U * NT) {
+        let ls = load_u(lb, i0);
+#unroll uu U
+        {
+          const u = {{uu}}u;
+          let l = ls[u];
+          let m = mass(l, mx, inv_t);
+          if (i0 + u * NT < V && key_of(l) >= tp && m >= p.min_p) {
+            part += m;
+            count += 1u;
+            smallest = min(smallest, l);
+          }
+        }
 #endunroll
+      }
     }
     mv[lid] = part;
     mi[lid] = count;
-    cand_m[lid] = smallest;
+    workgroupBarrier(); // the candidates' logits are read above before cand_l holds the minima below
+    cand_l[lid] = smallest;
     u = uniform01(p.seed, stream, len);
     workgroupBarrier();
     if (lid == 0u) {
@@ -377,7 +472,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       for (var t = 0u; t < NT; t++) {
         z += mv[t];
         n += mi[t];
-        low = min(low, cand_m[t]);
+        low = min(low, cand_l[t]);
       }
       let goal = u * z;
       var cum = 0.0;
@@ -412,7 +507,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       var c = pf.x;
       var found = NONE;
       var last = NONE;
-      for (var i0 = lid; i0 < V && found == NONE; i0 += U * NT) {
+      if (gathered) {
+        for (var j = own.x; j < own.x + own.y; j++) {
+          let m = cand_m[j];
+          if (cand_key[j] >= tp && m >= p.min_p && m > 0.0) {
+            last = cand_id[j];
+            c += m;
+            if (c > pf.y) {
+              found = cand_id[j];
+              break;
+            }
+          }
+        }
+      }
+      for (var i0 = lid; i0 < V && found == NONE && !gathered; i0 += U * NT) {
         let ls = load_u(lb, i0);
 #unroll uu U
         {

@@ -157,12 +157,35 @@ Deno.test(
     for (const [label, over] of [cases[0], cases[4], cases[5], cases[11]]) {
       await checkAgainstRef(gpu, 4999, { ...BASE, ...over }, rng, `${label}, V = 4999`);
     }
+    // Top-k from the invocations' maxima: k at and past the 256 invocations, a vocabulary smaller than the
+    // workgroup (invocations without ids), and ties that leave too many candidates (the full passes).
+    for (const k of [NT_SAMPLER, NT_SAMPLER + 1]) {
+      await checkAgainstRef(gpu, 1000, { ...BASE, topK: k, topP: 0.9 }, rng, `top-k ${k}`);
+    }
+    await checkAgainstRef(gpu, 200, { ...BASE, topK: 190, minP: 0.01 }, rng, "top-k 190 of 200");
+    await checkTies(gpu, { ...BASE, topK: 40, topP: 0.9, minP: 0.05 });
     // A ban (EOS with --ignore-eos), a vocabulary of 1 and odd sizes.
     await checkAgainstRef(gpu, 257, { ...BASE, banned: 3, topK: 5 }, rng, "banned");
     await checkAgainstRef(gpu, 7, { ...BASE, topP: 0.6 }, rng, "tiny vocabulary");
     await checkAgainstRef(gpu, 1, { ...BASE, topK: 3 }, rng, "one token");
   },
 );
+
+const NT_SAMPLER = 256;
+
+/** Logits with long runs of equal values (more logits ≥ any bound than the candidate buffer holds). */
+async function checkTies(gpu: Gpu, s: SamplerSettings) {
+  const V = 3000;
+  const logits = Float32Array.from({ length: V }, (_, i) => (i % 7 === 0 ? 2 : i % 3 === 0 ? 1 : -1));
+  const q = { logits, history: [1, 2, 3], stream: 4 };
+  const [g] = await draw(gpu, [q], s);
+  const u = samplerUniform(s.seed, q.stream, q.history.length);
+  const ref = sampleRef(q.logits, q.history, s, u);
+  assert.equal(g.info[2], ref.kept.filter((k) => k).length, "ties: kept count (every tie at the k-th value)");
+  assert.equal(g.info[0], Math.fround(ref.threshold), "ties: smallest kept logit");
+  assert.ok(ref.kept[g.token], "ties: the drawn token is kept");
+  if (boundaryDistance(ref.probs, u) > 1e-5) assert.equal(g.token, ref.chosen, "ties: token");
+}
 
 Deno.test(
   "sampler: the penalty hits each distinct window token once, ties go to the lowest id",
