@@ -563,6 +563,11 @@ export class Generator {
 
 /** Rounds of the first chunk of a generation: small, so the first tokens show fast. */
 export const FIRST_CHUNK = 4;
+/**
+ * Growth of the chunks after the first: 4, 16, 64, 256 rounds. Each readback costs ~11 ms (it waits for an
+ * idle GPU), so 512 tokens take 5 readbacks instead of 8 when doubling (H200, tnl-385m: ~4% of the time).
+ */
+export const CHUNK_GROWTH = 4;
 
 export type StopType = "eos" | "limit" | "word";
 
@@ -577,7 +582,7 @@ export interface RunOptions {
   maxTokens: number;
   /** this token ends a sequence (it is kept as its last token); null: none */
   eos: number | null;
-  /** rounds of the first chunk (small, so the first tokens show fast); later chunks double, up to maxChunk */
+  /** rounds of the first chunk (small, so the first tokens show fast); later chunks grow ×CHUNK_GROWTH, up to maxChunk */
   firstChunk?: number;
   /**
    * Called for each drawn token in order; true ends that sequence after this token (a stop string). The
@@ -592,7 +597,7 @@ export interface RunOptions {
 
 /**
  * Prefills `prompts` and draws tokens until every sequence stopped: EOS, `maxTokens`, or onToken's word.
- * The chunk schedule is first small, then doubling: each readback waits for an idle GPU, so long chunks
+ * The chunk schedule is first small, then growing ×CHUNK_GROWTH: each readback waits for an idle GPU, so long chunks
  * amortise it, and tokens drawn past a stop inside a chunk are dropped.
  */
 export async function generate(
@@ -639,7 +644,7 @@ export async function generate(
       }
     }
     await opts.onChunk?.();
-    size *= 2;
+    size *= CHUNK_GROWTH;
   }
   return outs;
 }

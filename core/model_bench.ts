@@ -4,7 +4,7 @@
 
 import type { BenchCase, BenchShape } from "./bench.ts";
 import { presetConfig, resolveDims } from "./config.ts";
-import { type DecodeWeights, FIRST_CHUNK, Generator } from "./generate.ts";
+import { CHUNK_GROWTH, type DecodeWeights, FIRST_CHUNK, Generator } from "./generate.ts";
 import { Activations, forwardBackward, TnlModel } from "./model.ts";
 import { OptimizerState } from "./optimizer.ts";
 import { Rng } from "./random.ts";
@@ -113,7 +113,7 @@ export function modelBenchCases(o: ModelBenchOptions): BenchCase[] {
     },
   }, {
     // Batch 1 from `position` on: `tokens` draws as a generation makes them (first chunk small, then
-    // doubling; every chunk read back), timed by the wall clock. Each repeat restarts from the prefilled state.
+    // growing ×CHUNK_GROWTH; every chunk read back), timed by the wall clock. Each repeat restarts from the prefilled state.
     name: "decode",
     group: "model",
     shapes: () =>
@@ -139,7 +139,7 @@ export function modelBenchCases(o: ModelBenchOptions): BenchCase[] {
           for (let i = 0; i < warmup + repeats; i++) {
             gen.restoreState(saved);
             const t0 = performance.now();
-            for (let n = 0, size = FIRST_CHUNK; n < decodeN; size *= 2) {
+            for (let n = 0, size = FIRST_CHUNK; n < decodeN; size *= CHUNK_GROWTH) {
               const rounds = Math.min(size, gen.maxChunk, decodeN - n);
               await gen.read(gen.submit(rounds));
               n += rounds;
