@@ -149,28 +149,14 @@ fn pick_digit(remaining: u32) -> vec4<u32> {
   return vec4<u32>(d, remaining - cum, 0u, 0u);
 }
 
-// The k-th largest of the keys `own` of the invocations (k ≤ NT), by 4 rounds of 8-bit histograms.
-fn kth_of_own(own: u32, k: u32, lid: u32) -> u32 {
-  var prefix = 0u;
-  var mask = 0u;
-  var remaining = k;
-  for (var round = 0u; round < 4u; round++) {
-    let shift = 24u - 8u * round;
-    atomicStore(&bins[lid], 0u);
-    workgroupBarrier();
-    if ((own & mask) == prefix) { atomicAdd(&bins[(own >> shift) & 0xffu], 1u); }
-    workgroupBarrier();
-    if (lid == 0u) { shared_u = pick_digit(remaining); }
-    let sel = workgroupUniformLoad(&shared_u);
-    prefix |= sel.x << shift;
-    mask |= 0xffu << shift;
-    remaining = sel.y;
-  }
-  return prefix;
-}
+// Where a radix select counts its keys: one key per invocation (`own`), the n gathered candidates, or the
+// whole vocabulary of the sequence at lb.
+const FROM_OWN: u32 = 0u;
+const FROM_CANDS: u32 = 1u;
+const FROM_VOCAB: u32 = 2u;
 
-// The k-th largest key of the n gathered candidates (k ≤ n ≤ CAP).
-fn kth_of_cands(n: u32, k: u32, lid: u32) -> u32 {
+// The k-th largest key (ties counted) of the keys `source` names, by 4 rounds of 8-bit histograms.
+fn kth_largest(source: u32, own: u32, n: u32, lb: u32, k: u32, lid: u32) -> u32 {
   var prefix = 0u;
   var mask = 0u;
   var remaining = k;
@@ -178,9 +164,24 @@ fn kth_of_cands(n: u32, k: u32, lid: u32) -> u32 {
     let shift = 24u - 8u * round;
     atomicStore(&bins[lid], 0u);
     workgroupBarrier();
-    for (var i = lid; i < n; i += NT) {
-      let key = cand_key[i];
-      if ((key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
+    if (source == FROM_OWN) {
+      if ((own & mask) == prefix) { atomicAdd(&bins[(own >> shift) & 0xffu], 1u); }
+    } else if (source == FROM_CANDS) {
+      for (var i = lid; i < n; i += NT) {
+        let key = cand_key[i];
+        if ((key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
+      }
+    } else {
+      for (var i0 = lid; i0 < p.vocab; i0 += U * NT) {
+        let ls = load_u(lb, i0);
+#unroll uu U
+        {
+          const u = {{uu}}u;
+          let key = key_of(ls[u]);
+          if (i0 + u * NT < p.vocab && (key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
+        }
+#endunroll
+      }
     }
     workgroupBarrier();
     if (lid == 0u) { shared_u = pick_digit(remaining); }
@@ -378,39 +379,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var own = vec2<u32>(0u, 0u); // this invocation's candidates: [own.x, own.x + own.y)
     if (p.top_k > 0u && p.top_k < V) {
       if (p.top_k <= NT) {
-        let t1 = kth_of_own(key_of(bm), p.top_k, lid);
+        let t1 = kth_largest(FROM_OWN, key_of(bm), 0u, lb, p.top_k, lid);
         own = gather_from(t1, lb, mx, inv_t, lid);
         n = workgroupUniformLoad(&shared_n);
         gathered = n <= CAP;
-        if (gathered) { tk = kth_of_cands(n, p.top_k, lid); }
+        if (gathered) { tk = kth_largest(FROM_CANDS, 0u, n, lb, p.top_k, lid); }
       }
-      if (!gathered) {
-        var prefix = 0u;
-        var mask = 0u;
-        var remaining = p.top_k;
-        for (var round = 0u; round < 4u; round++) {
-          let shift = 24u - 8u * round;
-          atomicStore(&bins[lid], 0u);
-          workgroupBarrier();
-          for (var i0 = lid; i0 < V; i0 += U * NT) {
-            let ls = load_u(lb, i0);
-#unroll uu U
-            {
-              const u = {{uu}}u;
-              let key = key_of(ls[u]);
-              if (i0 + u * NT < V && (key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
-            }
-#endunroll
-          }
-          workgroupBarrier();
-          if (lid == 0u) { shared_u = pick_digit(remaining); }
-          let sel = workgroupUniformLoad(&shared_u);
-          prefix |= sel.x << shift;
-          mask |= 0xffu << shift;
-          remaining = sel.y;
-        }
-        tk = prefix;
-      }
+      if (!gathered) { tk = kth_largest(FROM_VOCAB, 0u, 0u, lb, p.top_k, lid); }
     }
     // 5. top-p threshold; the top-k candidates are gathered first (when few) if step 4 did not
     var tp = tk;

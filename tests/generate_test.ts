@@ -59,6 +59,23 @@ async function fullLogits(gpu: Gpu, model: TnlModel, ids: number[]): Promise<Flo
   return out;
 }
 
+/** Logits of teacher-forced decode steps after a prefill of `prefill` tokens of each fixture row, [rows, steps, V]. */
+async function decodeLogits(gen: Generator, rows: number[][], prefill: number, steps: number) {
+  const V = gen.dims.vocab;
+  gen.prefill(rows.map((r) => ({ ids: r.slice(0, prefill) })));
+  const out = new Float32Array(rows.length * steps * V);
+  for (let r = 0; r < steps; r++) {
+    if (r > 0) {
+      gen.setTokens(rows.map((row) => row[prefill - 1 + r]));
+      gen.gpu.run("decode", (step) => gen.encodeForward(step));
+    }
+    const logits = await gen.logits.readF32();
+    for (let b = 0; b < rows.length; b++) out.set(logits.subarray(b * V, (b + 1) * V), (b * steps + r) * V);
+    gen.gpu.run("advance", (step) => gen.encodeSample(step, 0));
+  }
+  return out;
+}
+
 Deno.test(
   "prefill + recurrent decode = the official decode logits, the full forward, and the final states",
   gpuTest,
@@ -72,18 +89,8 @@ Deno.test(
       const want = await g.f.readF32("decode_logits"); // [B, T − P + 1, V]
       const full = await g.f.readF32("logits"); // [B, T, V]
       const V = model.dims.vocab, steps = g.T - P + 1;
-      const rows = (b: number) => g.ids.slice(b * g.T, (b + 1) * g.T);
-      gen.prefill(Array.from({ length: g.B }, (_, b) => ({ ids: rows(b).slice(0, P) })));
-      const got = new Float32Array(g.B * steps * V);
-      for (let r = 0; r < steps; r++) {
-        if (r > 0) {
-          gen.setTokens(Array.from({ length: g.B }, (_, b) => rows(b)[P - 1 + r]));
-          gpu.run("decode", (step) => gen.encodeForward(step));
-        }
-        const logits = await gen.logits.readF32();
-        for (let b = 0; b < g.B; b++) got.set(logits.subarray(b * V, (b + 1) * V), (b * steps + r) * V);
-        gpu.run("advance", (step) => gen.encodeSample(step, 0)); // the sampler moves the positions on
-      }
+      const rows = Array.from({ length: g.B }, (_, b) => g.ids.slice(b * g.T, (b + 1) * g.T));
+      const got = await decodeLogits(gen, rows, P, steps);
       const dWant = maxAbs(got, want);
       assert.ok(dWant <= 1e-4, `decode logits vs the official decode: max |Δ| ${dWant}`);
       const fullRows = new Float32Array(got.length);
@@ -106,23 +113,6 @@ Deno.test(
     }
   },
 );
-
-/** Logits of teacher-forced decode steps after a prefill of `prefill` tokens of each fixture row, [rows, steps, V]. */
-async function decodeLogits(gen: Generator, rows: number[][], prefill: number, steps: number) {
-  const V = gen.dims.vocab;
-  gen.prefill(rows.map((r) => ({ ids: r.slice(0, prefill) })));
-  const out = new Float32Array(rows.length * steps * V);
-  for (let r = 0; r < steps; r++) {
-    if (r > 0) {
-      gen.setTokens(rows.map((row) => row[prefill - 1 + r]));
-      gen.gpu.run("decode", (step) => gen.encodeForward(step));
-    }
-    const logits = await gen.logits.readF32();
-    for (let b = 0; b < rows.length; b++) out.set(logits.subarray(b * V, (b + 1) * V), (b * steps + r) * V);
-    gen.gpu.run("advance", (step) => gen.encodeSample(step, 0));
-  }
-  return out;
-}
 
 Deno.test(
   "decode with f16 weights: exact on f16-representable weights, near f32 on the fixture",
@@ -346,17 +336,8 @@ Deno.test(
     try {
       const ids = [3, 141, 59, 26, 5];
       const [lib] = await run(model, [{ ids }], GREEDY, 10);
-      const r = await tnl([
-        "--model",
-        TINY,
-        "--prompt-ids",
-        ids.join(","),
-        "-n",
-        "10",
-        "--temp",
-        "0",
-        "--json",
-      ]);
+      const greedy10 = ["--model", TINY, "--prompt-ids", ids.join(","), "-n", "10", "--temp", "0"];
+      const r = await tnl([...greedy10, "--json"]);
       assert.equal(r.code, 0, r.stderr);
       const j = JSON.parse(r.stdout);
       assert.deepEqual(j.tokens, lib.tokens);
@@ -372,18 +353,7 @@ Deno.test(
       assert.equal(plain.stdout.trim(), lib.tokens.join(" "));
       // --weights f16: the library's draws with f16 decode weights.
       const [lib16] = await run(model, [{ ids }], GREEDY, 10, null, "f16");
-      const half = await tnl([
-        "--model",
-        TINY,
-        "--prompt-ids",
-        ids.join(","),
-        "-n",
-        "10",
-        "--temp",
-        "0",
-        "--weights",
-        "f16",
-      ]);
+      const half = await tnl([...greedy10, "--weights", "f16"]);
       assert.equal(half.code, 0, half.stderr);
       assert.equal(half.stdout.trim(), lib16.tokens.join(" "));
       // The same model with the 4th greedy token as its EOS stops there (the EOS id is reported last).
