@@ -122,8 +122,8 @@ export class Generator {
   /** the logits hold a prefill's last position, not yet sampled */
   #pendingSample = false;
   #forwardPlan: DispatchPlan | null = null;
-  /** f16 copies of the GEMV weights by parameter name (weights: "f16"), else empty */
-  #half = new Map<string, Tensor>();
+  /** f16 copies of the GEMV weights by their element offset in the model's parameters (weights: "f16") */
+  #half = new Map<number, Tensor>();
   readonly weights: DecodeWeights;
 
   constructor(readonly model: TnlModel, opts: GeneratorOptions) {
@@ -183,39 +183,33 @@ export class Generator {
     return this.model.gpu;
   }
 
-  /** The GEMV matrices of a decode step by name: layers' projections, the merged W1|W2 and the head. */
-  #gemvWeights(): [string, Tensor][] {
-    const m = this.dims, model = this.model;
-    const out: [string, Tensor][] = [];
-    for (let l = 0; l < m.layers; l++) {
-      const pre = `model.layers.${l}`;
-      out.push([`${pre}.token_mixer.qkvu_proj.weight`, model.param(`${pre}.token_mixer.qkvu_proj.weight`)]);
-      out.push([`${pre}.token_mixer.out_proj.weight`, model.param(`${pre}.token_mixer.out_proj.weight`)]);
-      out.push([`w12 ${l}`, model.w12(l)]);
-      out.push([`${pre}.channel_mixer.l3.weight`, model.param(`${pre}.channel_mixer.l3.weight`)]);
-    }
-    out.push(["head", model.head()]);
-    return out;
-  }
-
   /** f16 copies of the GEMV weights whose rows are whole vec4s (the f16 GEMV reads quads); others stay f32. */
   #makeHalfWeights(): void {
-    const gpu = this.gpu;
+    const m = this.dims, model = this.model, gpu = this.gpu;
+    const matrices = [model.head()];
+    for (let l = 0; l < m.layers; l++) {
+      const pre = `model.layers.${l}`;
+      matrices.push(
+        model.param(`${pre}.token_mixer.qkvu_proj.weight`),
+        model.param(`${pre}.token_mixer.out_proj.weight`),
+        model.w12(l),
+        model.param(`${pre}.channel_mixer.l3.weight`),
+      );
+    }
     gpu.run("decode weights to f16", (step) => {
-      for (const [name, w] of this.#gemvWeights()) {
-        const cols = w.shape[w.shape.length - 1];
-        if (cols % 4 !== 0 || w.size % 4 !== 0) continue;
-        const half = Tensor.empty(gpu, [...w.shape], "f16", `${name} (f16)`);
+      for (const w of matrices) {
+        if (w.shape[w.shape.length - 1] % 4 !== 0 || w.size % 4 !== 0) continue;
+        const half = Tensor.empty(gpu, [...w.shape], "f16", `${w.label} (f16)`);
         this.#tensors.push(half);
         convertToF16(step, w, half);
-        this.#half.set(name, half);
+        this.#half.set(w.offset, half);
       }
     });
   }
 
-  /** The matrix a decode GEMV reads for parameter `name` (`f32` the model's own). */
-  #w(name: string, f32: Tensor): Tensor {
-    return this.#half.get(name) ?? f32;
+  /** The matrix a decode GEMV reads for the model's matrix `w`: its f16 copy, if any. */
+  #w(w: Tensor): Tensor {
+    return this.#half.get(w.offset) ?? w;
   }
 
   /** [batch, V]: the last forward's logits (for reference comparisons; the sampler penalizes them in place). */
@@ -310,7 +304,7 @@ export class Generator {
     gemv(step, {
       a: acts!.xf,
       aOffset: (acts!.T - 1) * m.d,
-      w: this.#w("head", this.model.head()),
+      w: this.#w(this.model.head()),
       y: this.#logits,
       yOffset: slot * m.vocab,
       nb: 1,
@@ -365,7 +359,7 @@ export class Generator {
    * One token of every sequence through all layers: logits from the tokens in `cur`. Every round is the
    * same dispatches with the same parameters (positions live on the GPU), so the first is recorded into a
    * DispatchPlan and every round replays it: four encoder calls per dispatch on the host (the checks and
-   * bindings of Step.dispatch cost ~7 µs per dispatch, more than the GPU's time for a round of tnl-385m).
+   * bindings of Step.dispatch, with the submits, cost 7–11 µs per dispatch on the H200's host, more than the GPU's time for a round of tnl-385m).
    */
   encodeForward(step: Step): void {
     if (!this.#forwardPlan) {
@@ -402,7 +396,7 @@ export class Generator {
       // token mixer: x += out_proj(u ⊙ SRMSNorm(o)), o from the recurrence on SRMSNorm(x)'s projection
       gemv(step, {
         a: this.#x,
-        w: this.#w(`${pre}.token_mixer.qkvu_proj.weight`, model.param(`${pre}.token_mixer.qkvu_proj.weight`)),
+        w: this.#w(model.param(`${pre}.token_mixer.qkvu_proj.weight`)),
         y: this.#qkvu,
         nb,
         out: 4 * m.e,
@@ -425,7 +419,7 @@ export class Generator {
         b: this.#qkvu,
         bOffset: 3 * m.e,
         bStride: 4 * m.e,
-        w: this.#w(`${pre}.token_mixer.out_proj.weight`, model.param(`${pre}.token_mixer.out_proj.weight`)),
+        w: this.#w(model.param(`${pre}.token_mixer.out_proj.weight`)),
         y: this.#x,
         nb,
         out: m.d,
@@ -436,7 +430,7 @@ export class Generator {
       // channel mixer: x += l3((x·W1ᵀ) ⊙ (x·W2ᵀ)) on SRMSNorm(x)
       gemv(step, {
         a: this.#x,
-        w: this.#w(`w12 ${l}`, model.w12(l)),
+        w: this.#w(model.w12(l)),
         y: this.#h,
         nb,
         out: 2 * m.glu,
@@ -449,7 +443,7 @@ export class Generator {
         b: this.#h,
         bOffset: m.glu,
         bStride: 2 * m.glu,
-        w: this.#w(`${pre}.channel_mixer.l3.weight`, model.param(`${pre}.channel_mixer.l3.weight`)),
+        w: this.#w(model.param(`${pre}.channel_mixer.l3.weight`)),
         y: this.#x,
         nb,
         out: m.d,
@@ -459,7 +453,7 @@ export class Generator {
     }
     gemv(step, {
       a: this.#x,
-      w: this.#w("head", model.head()),
+      w: this.#w(model.head()),
       y: this.#logits,
       nb,
       out: m.vocab,

@@ -602,10 +602,10 @@ export class DispatchPlan {
       if (c.kernel.paramSize) bytes = alignUp(at + c.kernel.paramSize, stride);
       return at;
     });
-    const host = new Uint8Array(Math.max(bytes, 16));
+    const host = new Uint8Array(bytes);
     if (bytes > 0) {
       this.#paramBuffer = gpu.createBuffer(
-        host.byteLength,
+        bytes,
         `plan ${label} params`,
         GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       );

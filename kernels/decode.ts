@@ -145,18 +145,17 @@ export function gemv(step: Step, g: GemvArgs): void {
   }
   if (!(inF >= 1 && out >= 1)) throw new TnlError("internal", `gemv: in = ${inF}, out = ${out}`);
   const span = (off: number, stride: number, width: number) => off + (nb - 1) * stride + width;
-  const need = (t: Tensor, n: number, what: string) => {
-    if (t.dtype !== "f32" || t.size < n) {
-      throw new TnlError("internal", `gemv: ${what} '${t.label}' holds ${t.size} ${t.dtype}, needs ${n} f32`);
+  const need = (t: Tensor, n: number, what: string, dtype: "f32" | "f16" = "f32") => {
+    if (t.dtype !== dtype || t.size < n) {
+      throw new TnlError(
+        "internal",
+        `gemv: ${what} '${t.label}' holds ${t.size} ${t.dtype}, needs ${n} ${dtype}`,
+      );
     }
   };
   need(a, span(aOff, aStride, inF), "a");
   if (g.b) need(g.b, span(bOff, bStride, inF), "b");
-  if (w.dtype === "f16") {
-    if (w.size < out * inF) {
-      throw new TnlError("internal", `gemv: w '${w.label}' holds ${w.size} f16, needs ${out * inF}`);
-    }
-  } else need(w, out * inF, "w");
+  need(w, out * inF, "w", w.dtype === "f16" ? "f16" : "f32");
   need(y, span(yOff, yStride, out), "y");
   const va = a.view(aOff, span(0, aStride, inF));
   const vb = g.b ? g.b.view(bOff, span(0, bStride, inF)) : va;

@@ -83,6 +83,26 @@ fn xin(b: u32, i: u32) -> f32 {
 }
 #endif
 
+// This invocation's share of Σ_c a[b, c]² (the SRMSNorm of `a`): the units first, first + stride, ...
+// (vec4 units with VEC).
+fn partial_sq(b: u32, first: u32, stride: u32) -> f32 {
+  var ss = 0.0;
+#if VEC
+  let a0 = (p.base_a + b * p.a_stride) / 4u;
+  for (var i = first; i < p.cols / 4u; i += stride) {
+    let v = a[a0 + i];
+    ss += dot(v, v);
+  }
+#else
+  let a0 = p.base_a + b * p.a_stride;
+  for (var i = first; i < p.cols; i += stride) {
+    let v = a[a0 + i];
+    ss = fma(v, v, ss);
+  }
+#endif
+  return ss;
+}
+
 #if SGROWS
 // One subgroup per output row (R = 256 / S rows per workgroup, S the adapter's fixed subgroup size): the S
 // lanes stride through `in` with four loads in flight, then subgroupAdd; no workgroup memory, no barrier.
@@ -110,31 +130,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #unroll bi NB
   {
     const b = {{bi}}u;
-    scale[b] = 1.0;
-  }
-#endunroll
 #if NORM
-#unroll bi NB
-  {
-    const b = {{bi}}u;
-    var ss = 0.0;
-#if VEC
-    let a0 = (p.base_a + b * p.a_stride) / 4u;
-    for (var i = lane; i < units; i += S) {
-      let v = a[a0 + i];
-      ss += dot(v, v);
-    }
+    scale[b] = inverseSqrt(subgroupAdd(partial_sq(b, lane, S)) / f32(p.cols) + p.eps);
 #else
-    let a0 = p.base_a + b * p.a_stride;
-    for (var i = lane; i < units; i += S) {
-      let v = a[a0 + i];
-      ss = fma(v, v, ss);
-    }
+    scale[b] = 1.0;
 #endif
-    scale[b] = inverseSqrt(subgroupAdd(ss) / f32(p.cols) + p.eps);
   }
 #endunroll
-#endif
   var acc: array<f32, NB>;
 #unroll bi NB
   {
@@ -216,31 +218,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #unroll bi NB
   {
     const b = {{bi}}u;
-    scale[b] = 1.0;
-  }
-#endunroll
 #if NORM
-#unroll bi NB
-  {
-    const b = {{bi}}u;
-    var ss = 0.0;
-#if VEC
-    let a0 = (p.base_a + b * p.a_stride) / 4u;
-    for (var i = lid; i < p.cols / 4u; i += 256u) {
-      let v = a[a0 + i];
-      ss += dot(v, v);
-    }
+    scale[b] = inverseSqrt(wg_sum(partial_sq(b, lid, 256u), lid, sg_size) / f32(p.cols) + p.eps);
 #else
-    let a0 = p.base_a + b * p.a_stride;
-    for (var i = lid; i < p.cols; i += 256u) {
-      let v = a[a0 + i];
-      ss = fma(v, v, ss);
-    }
+    scale[b] = 1.0;
 #endif
-    scale[b] = inverseSqrt(wg_sum(ss, lid, sg_size) / f32(p.cols) + p.eps);
   }
 #endunroll
-#endif
   var acc: array<f32, NB>;
 #unroll bi NB
   {

@@ -326,6 +326,18 @@ function cachedScratch(gpu: Gpu, elements: number): Tensor {
   return t;
 }
 
+/** The caller's scratch (checked to hold `elements` f32), or the cached one. */
+function scratchFor(gpu: Gpu, given: Tensor | undefined, elements: number): Tensor {
+  if (!given) return cachedScratch(gpu, elements);
+  if (given.dtype !== "f32" || given.size < elements) {
+    throw new TnlError(
+      "internal",
+      `lightning: scratch '${given.label}' holds ${given.size} elements, needs ${elements} f32`,
+    );
+  }
+  return given;
+}
+
 /** Frees the cached scratch of `gpu` (after the steps that used it were submitted). */
 export function lightningReleaseScratch(gpu: Gpu): void {
   const c = caches.get(gpu);
@@ -540,18 +552,7 @@ function encodeProduct(
   const cache = deviceCache(gpu);
   let scratch: Tensor | null = null;
   if (p.parallel) {
-    const need = group * p.nchunks * dk * dv;
-    if (opts.scratch) {
-      if (opts.scratch.dtype !== "f32" || opts.scratch.size < need) {
-        throw new TnlError(
-          "internal",
-          `lightning: scratch '${opts.scratch.label}' holds ${opts.scratch.size} elements, needs ${need} f32`,
-        );
-      }
-      scratch = opts.scratch;
-    } else {
-      scratch = cachedScratch(gpu, need);
-    }
+    scratch = scratchFor(gpu, opts.scratch, group * p.nchunks * dk * dv);
   }
   const scan = gpu.kernel(scanDef(prod.init !== null));
   const unusedRead = cache.read.view(), unusedWrite = cache.write.view();
@@ -893,18 +894,7 @@ function chunkedGroups(
   const setSize = group * nchunks * shape.d * shape.e;
   let scratch: Tensor | null = null;
   if (nchunks > 1) {
-    const need = sets * setSize;
-    if (opts.scratch) {
-      if (opts.scratch.dtype !== "f32" || opts.scratch.size < need) {
-        throw new TnlError(
-          "internal",
-          `lightning: scratch '${opts.scratch.label}' holds ${opts.scratch.size} elements, needs ${need} f32`,
-        );
-      }
-      scratch = opts.scratch;
-    } else {
-      scratch = cachedScratch(gpu, need);
-    }
+    scratch = scratchFor(gpu, opts.scratch, sets * setSize);
   }
   const slopeView = slopes.view();
   for (let h0 = 0; h0 < heads; h0 += group) {

@@ -9,6 +9,8 @@ export const PERMS = ["--allow-read", "--allow-write", "--allow-env", "--allow-r
 export interface CliResult {
   code: number;
   stdout: string;
+  /** stdout as bytes (binary outputs) */
+  bytes: Uint8Array;
   stderr: string;
 }
 
@@ -31,7 +33,12 @@ export async function tnl(
   }
   const out = await child.output();
   const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    bytes: out.stdout,
+    stderr: dec.decode(out.stderr),
+  };
 }
 
 /** The error lines of stderr ("error: ..."), checked to carry no stack trace. */

@@ -22,6 +22,7 @@ import {
 import { chartsOf, renderSvg } from "../core/bench_svg.ts";
 import { EXIT_CODES, TnlError } from "../core/errors.ts";
 import { REPO_ROOT } from "./_gpu.ts";
+import { tnl as runTnl } from "./_cli.ts";
 import { allElements, parseXml, type XmlElement } from "./_xml.ts";
 
 function benchCase(
@@ -350,20 +351,8 @@ Deno.test("svg: tokens/s vs position from decode cases; escaped names; an empty 
 
 // ---------------------------------------------------------------- CLI
 
-async function tnl(args: string[], cwd: string) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/main.ts`, ...args],
-    cwd,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
+/** tnl in the folder `cwd`. */
+const tnl = (args: string[], cwd: string) => runTnl(args, { cwd });
 
 Deno.test("tnl bench --compare: bad base, bad flags, a regression exits 9 after writing every report", async () => {
   const tmp = await Deno.makeTempDir();

@@ -5,7 +5,8 @@ import { Tensor } from "../core/tensor.ts";
 import { kernelBenchCases } from "../kernels/cases.ts";
 import { deviceCopyProbe } from "../kernels/copy.ts";
 import { matmul } from "../kernels/matmul.ts";
-import { gpuTest, REPO_ROOT, testGpu } from "./_gpu.ts";
+import { gpuTest, testGpu } from "./_gpu.ts";
+import { tnl } from "./_cli.ts";
 import { allElements, parseXml } from "./_xml.ts";
 
 const tinyMatmul: BenchCase = {
@@ -180,14 +181,8 @@ Deno.test("tnl bench kernels --quick writes the JSON, Markdown and SVG reports o
   try {
     const file = `${tmp}/bench.json`;
     const reports = ["--json", file, "--markdown", `${tmp}/md/bench.md`, "--svg", `${tmp}/svg/bench.svg`];
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${REPO_ROOT}/main.ts`, "bench", "kernels", "--quick", ...reports],
-      env: { NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 0, stderr);
+    const { code, stdout, stderr } = await tnl(["bench", "kernels", "--quick", ...reports]);
+    assert.equal(code, 0, stderr);
     const report = BenchReportSchema.parse(JSON.parse(await Deno.readTextFile(file)));
     assert.equal(report.quick, true);
     const names = new Set(report.cases.map((c) => c.name));
@@ -209,7 +204,6 @@ Deno.test("tnl bench kernels --quick writes the JSON, Markdown and SVG reports o
     );
     assert.deepEqual(series, attention, "one series per attention kernel");
     // The table goes to stdout, progress to stderr.
-    const stdout = new TextDecoder().decode(out.stdout);
     assert.match(stdout, /median ms/);
     assert.match(stderr, /bench matmul/);
   } finally {

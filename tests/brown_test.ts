@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { trainBpe, WordCounter } from "../core/bpe_train.ts";
 import { brownDocument, brownSplitOf, brownSplitText, decodeLatin1 } from "../core/brown.ts";
 import { loadTokenizer } from "../core/tokenizer.ts";
-import { BROWN_DATA, brownDocs, REPO } from "./_tokenizers.ts";
+import { BROWN_DATA, brownDocs } from "./_tokenizers.ts";
+import { tnl } from "./_cli.ts";
 
 Deno.test("Brown: one tagged file → one document (tags, quotes, spacing, paragraphs)", () => {
   const tagged =
@@ -49,25 +50,12 @@ Deno.test("Brown: training 8192 tokens on the train split reproduces tokenizer-8
 Deno.test("Brown: tnl data brown writes the three splits (and token files with --tokenizer)", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        `${REPO}/main.ts`,
-        "data",
-        "brown",
-        "--out",
-        dir,
-        "--tokenizer",
-        `${BROWN_DATA}/tokenizer-8192.json`,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 0, stderr);
+    // The permissions of the data:brown task (no --allow-run).
+    const { code, stderr } = await tnl(
+      ["data", "brown", "--out", dir, "--tokenizer", `${BROWN_DATA}/tokenizer-8192.json`],
+      { flags: ["--allow-read", "--allow-write", "--allow-env"] },
+    );
+    assert.equal(code, 0, stderr);
     const docs = await brownDocs();
     for (const split of ["train", "val", "test"] as const) {
       assert.equal(await Deno.readTextFile(`${dir}/${split}.txt`), brownSplitText(docs[split]));

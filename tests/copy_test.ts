@@ -147,7 +147,16 @@ Deno.test(
       () => gpu.run("convert odd", (step) => convertToF16(step, odd, odd16)),
       (e) => e instanceof TnlError && e.message.includes("'odd'") && e.message.includes("even"),
     );
-    [odd, odd16].forEach((t) => t.destroy());
+    const even = Tensor.empty(gpu, [4], "f32", "even"), shifted = Tensor.empty(gpu, [6], "f16", "shifted");
+    assert.throws(
+      () =>
+        gpu.run(
+          "convert shifted",
+          (step) => convertToF16(step, even, Tensor.part(shifted, 1, [4], "odd start")),
+        ),
+      (e) => e instanceof TnlError && e.message.includes("'odd start' starts at element 1"),
+    );
+    [odd, odd16, even, shifted].forEach((t) => t.destroy());
   },
 );
 

@@ -21,35 +21,11 @@ import { writeTokenFile } from "../core/tokenfile.ts";
 import { loadTokenizer, type Tokenizer } from "../core/tokenizer.ts";
 import { IGNORE_INDEX } from "../kernels/cross_entropy.ts";
 import { gpuTest, REPO_ROOT, testGpu } from "./_gpu.ts";
+import { oneErrorLine, tnl } from "./_cli.ts";
 
 const TINY = `${REPO_ROOT}/testdata/tnl-tiny`;
 const TASK = `${REPO_ROOT}/testdata/tasks/tiny-choices.jsonl`;
 const LN2 = Math.LN2;
-
-async function tnl(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-run",
-      `${REPO_ROOT}/main.ts`,
-      ...args,
-    ],
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-function errorLine(stderr: string): string {
-  const lines = stderr.trim().split("\n").filter((l) => l.startsWith("error"));
-  assert.equal(lines.length, 1, `one error line:\n${stderr}`);
-  return lines[0];
-}
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 
@@ -437,7 +413,7 @@ Deno.test(
       for (const [args, code, message] of cases) {
         const r = await tnl(["eval", "--model", dir, ...args]);
         assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
-        assert.match(errorLine(r.stderr), message, args.join(" "));
+        assert.match(oneErrorLine(r.stderr), message, args.join(" "));
         assert.equal(r.stdout, "");
       }
       // Ids outside the vocabulary (a token file of a larger vocabulary) and text without a tokenizer.
@@ -445,12 +421,12 @@ Deno.test(
       const big = await tnl(["eval", "--model", dir, `${dir}/big.bin`]);
       assert.equal(big.code, EXIT_CODES.input);
       assert.match(
-        errorLine(big.stderr),
+        oneErrorLine(big.stderr),
         /big\.bin: document 1 \(tokens 0\.\.2\): token 2 has id 300, outside the model's vocabulary of 259/,
       );
       const plain = await tnl(["eval", "--model", TINY, `${dir}/a.txt`]);
       assert.equal(plain.code, EXIT_CODES.input);
-      assert.match(errorLine(plain.stderr), /a\.txt is text, but .*tnl-tiny has no tokenizer/);
+      assert.match(oneErrorLine(plain.stderr), /a\.txt is text, but .*tnl-tiny has no tokenizer/);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -14,6 +14,7 @@ import { Tensor } from "../core/tensor.ts";
 import { loadTokenizer } from "../core/tokenizer.ts";
 import type { SamplerSettings } from "../kernels/sample.ts";
 import { assertClose, gpuTest, REPO_ROOT, testGpu } from "./_gpu.ts";
+import { oneErrorLine, tnl } from "./_cli.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../core/half.ts";
 
 const TINY = `${REPO_ROOT}/testdata/tnl-tiny`;
@@ -264,6 +265,21 @@ Deno.test("EOS and -n end generation; the EOS token is the last one", gpuTest, a
     assert.equal(banned.tokens.length, 12);
     const [one] = await run(model, [prompt], GREEDY, 1);
     assert.deepEqual(one.tokens, free.tokens.slice(0, 1));
+    // The chunks read back: 4 rounds, then ×4 each (fewer ~11 ms readbacks), the last cut at -n.
+    const gen = new Generator(model, { batch: 1, sampling: GREEDY });
+    try {
+      const sizes: number[] = [];
+      let seen = 0;
+      await generate(gen, [prompt], {
+        maxTokens: 100,
+        eos: null,
+        onToken: () => void seen++,
+        onChunk: () => void sizes.push(seen - sizes.reduce((a, b) => a + b, 0)),
+      });
+      assert.deepEqual(sizes, [4, 16, 64, 16]);
+    } finally {
+      gen.destroy();
+    }
   } finally {
     g.f.close();
     model.destroy();
@@ -302,29 +318,9 @@ Deno.test("a long decode (300 recurrent steps) stays within 1e-4 of the full for
 
 // ---------------------------------------------------------------- the CLI
 
-async function tnl(args: string[], stdin?: string) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/main.ts`, "generate", ...args],
-    env: { NO_COLOR: "1" },
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-function errorLine(stderr: string): string {
-  const lines = stderr.trim().split("\n").filter((l) => l.startsWith("error"));
-  assert.equal(lines.length, 1, `one error line:\n${stderr}`);
-  return lines[0];
-}
+/** `tnl generate ARGS` (stdin: the text piped in). */
+const generateCli = (args: string[], stdin?: string) =>
+  tnl(["generate", ...args], { stdin: stdin === undefined ? undefined : new TextEncoder().encode(stdin) });
 
 Deno.test(
   "tnl generate --prompt-ids on the fixture: greedy ids as the library draws them, EOS from config.json",
@@ -337,7 +333,7 @@ Deno.test(
       const ids = [3, 141, 59, 26, 5];
       const [lib] = await run(model, [{ ids }], GREEDY, 10);
       const greedy10 = ["--model", TINY, "--prompt-ids", ids.join(","), "-n", "10", "--temp", "0"];
-      const r = await tnl([...greedy10, "--json"]);
+      const r = await generateCli([...greedy10, "--json"]);
       assert.equal(r.code, 0, r.stderr);
       const j = JSON.parse(r.stdout);
       assert.deepEqual(j.tokens, lib.tokens);
@@ -349,11 +345,20 @@ Deno.test(
       }
       assert.equal(j.timings.predicted_n, 10);
       // Plain output: the ids on one line.
-      const plain = await tnl(["--model", TINY, "--prompt-ids", ids.join(" "), "-n", "10", "--temp", "0"]);
+      const plain = await generateCli([
+        "--model",
+        TINY,
+        "--prompt-ids",
+        ids.join(" "),
+        "-n",
+        "10",
+        "--temp",
+        "0",
+      ]);
       assert.equal(plain.stdout.trim(), lib.tokens.join(" "));
       // --weights f16: the library's draws with f16 decode weights.
       const [lib16] = await run(model, [{ ids }], GREEDY, 10, null, "f16");
-      const half = await tnl([...greedy10, "--weights", "f16"]);
+      const half = await generateCli([...greedy10, "--weights", "f16"]);
       assert.equal(half.code, 0, half.stderr);
       assert.equal(half.stdout.trim(), lib16.tokens.join(" "));
       // The same model with the 4th greedy token as its EOS stops there (the EOS id is reported last).
@@ -363,7 +368,7 @@ Deno.test(
       const config = JSON.parse(await Deno.readTextFile(`${TINY}/config.json`));
       const eos = lib.tokens[3];
       await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify({ ...config, eos_token_id: eos }));
-      const e = await tnl([
+      const e = await generateCli([
         "--model",
         dir,
         "--prompt-ids",
@@ -409,11 +414,11 @@ Deno.test(
       const tok = await textModel(gpu, dir);
       const prompt = "Once upon a time";
       const common = ["--model", dir, "-n", "24", "--temp", "0"];
-      const j = JSON.parse((await tnl([...common, prompt, "--json"])).stdout);
+      const j = JSON.parse((await generateCli([...common, prompt, "--json"])).stdout);
       assert.equal(j.prompt_n, 1 + tok.encode(prompt).length, "</s> is prepended as BOS");
       assert.equal(j.content, tok.decode(j.tokens));
       assert.ok(j.content.length > 10);
-      const streamed = await tnl([...common, prompt]);
+      const streamed = await generateCli([...common, prompt]);
       assert.equal(streamed.code, 0, streamed.stderr);
       assert.equal(streamed.stdout, j.content.endsWith("\n") ? j.content : j.content + "\n");
       assert.match(streamed.stderr, /generated 24 tokens/);
@@ -421,20 +426,22 @@ Deno.test(
       const m = /[a-z]{3}/.exec(j.content.slice(6))!;
       const stop = m[0], at = j.content.indexOf(stop);
       const s = JSON.parse(
-        (await tnl([...common, prompt, "--json", "--stop", "zzzq", "--stop", stop])).stdout,
+        (await generateCli([...common, prompt, "--json", "--stop", "zzzq", "--stop", stop])).stdout,
       );
       assert.equal(s.stop_type, "word");
       assert.equal(s.stopping_word, stop);
       assert.equal(s.content, j.content.slice(0, at));
       assert.ok(s.tokens.length < j.tokens.length);
       assert.deepEqual(s.tokens, j.tokens.slice(0, s.tokens.length));
-      const ss = await tnl([...common, prompt, "--stop", stop]);
+      const ss = await generateCli([...common, prompt, "--stop", stop]);
       assert.equal(ss.stdout, s.content + "\n");
       // -f - reads the prompt from stdin; --prompts generates a batch, each as alone (greedy).
-      const fs = JSON.parse((await tnl([...common, "-f", "-", "--json"], prompt)).stdout);
+      const fs = JSON.parse((await generateCli([...common, "-f", "-", "--json"], prompt)).stdout);
       assert.deepEqual(fs.tokens, j.tokens);
       await Deno.writeTextFile(`${dir}/prompts.txt`, `The dog\n${prompt}\nIt was\n`);
-      const b = JSON.parse((await tnl([...common, "--prompts", `${dir}/prompts.txt`, "--json"])).stdout);
+      const b = JSON.parse(
+        (await generateCli([...common, "--prompts", `${dir}/prompts.txt`, "--json"])).stdout,
+      );
       assert.equal(b.results.length, 3);
       assert.deepEqual(b.results[1].tokens, j.tokens);
       assert.equal(b.results[1].content, j.content);
@@ -467,14 +474,14 @@ Deno.test(
         "0",
         "Hello",
       ];
-      const a = JSON.parse((await tnl([...args, "-s", "5", "--json", "--logprobs"])).stdout);
-      const b = JSON.parse((await tnl([...args, "-s", "5", "--json"])).stdout);
+      const a = JSON.parse((await generateCli([...args, "-s", "5", "--json", "--logprobs"])).stdout);
+      const b = JSON.parse((await generateCli([...args, "-s", "5", "--json"])).stdout);
       assert.deepEqual(a.tokens, b.tokens);
       assert.equal(a.content, b.content);
       assert.equal(a.logprobs.length, 16);
       assert.ok(a.logprobs.every((x: { logprob: number }) => x.logprob < 0 && Number.isFinite(x.logprob)));
       assert.equal(typeof a.logprobs[0].token, "string");
-      const r = await tnl([...args, "--json"]);
+      const r = await generateCli([...args, "--json"]);
       const seed = Number(/seed: (\d+)/.exec(r.stderr)![1]);
       assert.equal(JSON.parse(r.stdout).seed, seed);
     } finally {
@@ -527,9 +534,9 @@ Deno.test("tnl generate: bad flags and inputs are one-line errors of the right k
       3,
     ]] as const
   ) {
-    const r = await tnl([...args]);
+    const r = await generateCli([...args]);
     assert.equal(r.code, code, r.stderr);
-    errorLine(r.stderr);
+    oneErrorLine(r.stderr);
     assert.equal(r.stdout, "");
   }
 });

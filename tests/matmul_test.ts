@@ -143,15 +143,30 @@ Deno.test(
 );
 
 Deno.test(
-  "matmul with K over the software adapters' loop limit (65535 iterations per invocation)",
+  "matmul with long K: one dispatch within the software adapters' loop limit, K slices beyond it",
   gpuTest,
   async () => {
-    // On llvmpipe one invocation of a K = 60000 product would run 67500 loop iterations and silently stop at
-    // 65535; the dispatcher splits K there (gpu.loopLimit). Elsewhere this is one ordinary dispatch.
+    // llvmpipe silently leaves a loop after 65535 iterations per invocation (Gpu.loopLimit). A 16-step K
+    // tile is one iteration, so K = 60000 is one dispatch there; the dispatcher slices K (accumulating into
+    // C) only past ~500K, which a lowered limit brings within reach of a test.
     const gpu = await testGpu();
     const rng = new Rng(8);
     await check(gpu, { m: 3, n: 5, k: 60000, op: "nn" }, rng);
     await check(gpu, { m: 2, n: 130, k: 50001, op: "tn", beta: 1 }, rng);
+    const limited = await openGpu({ loopLimit: 600 }); // K slices of 16 · 172 = 2752
+    try {
+      const a = Tensor.empty(limited, [4 * 9000], "f32", "A"),
+        b = Tensor.empty(limited, [9000 * 3], "f32", "B");
+      const c = Tensor.empty(limited, [12], "f32", "C");
+      const step = limited.step("sliced");
+      matmul(step, { a, b, c, m: 4, n: 3, k: 9000, splitK: 1 });
+      assert.equal(step.kernels.length, 4, "9000 = 3 slices of 2752 and one of 744");
+      step.abandon();
+      await check(limited, { m: 4, n: 3, k: 9000, op: "nt", beta: 1, splitK: 1 }, rng);
+      await check(limited, { m: 33, n: 7, k: 6001, op: "tt", splitK: 1 }, rng);
+    } finally {
+      limited.close();
+    }
   },
 );
 

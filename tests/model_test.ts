@@ -10,6 +10,7 @@ import { SafetensorsFile } from "../core/safetensors.ts";
 import { errorStats } from "../core/stats.ts";
 import { Tensor } from "../core/tensor.ts";
 import { gpuTest, REPO_ROOT, testGpu } from "./_gpu.ts";
+import { tnl } from "./_cli.ts";
 
 const TINY = `${REPO_ROOT}/testdata/tnl-tiny`;
 const TINY_TORCH = `${REPO_ROOT}/testdata/tnl-tiny-torch`;
@@ -351,27 +352,20 @@ Deno.test("unsupported configurations are refused, each problem named", () => {
 Deno.test("tnl eval --input-ids reports the fixture's loss and writes logits and gradients", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `${REPO_ROOT}/main.ts`,
-        "eval",
-        "--model",
-        TINY,
-        "--input-ids",
-        `${TINY}/golden.safetensors`,
-        "--save-logits",
-        `${dir}/logits.safetensors`,
-        "--save-grads",
-        `${dir}/grads.safetensors`,
-        "--json",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    const j = JSON.parse(new TextDecoder().decode(out.stdout));
+    const out = await tnl([
+      "eval",
+      "--model",
+      TINY,
+      "--input-ids",
+      `${TINY}/golden.safetensors`,
+      "--save-logits",
+      `${dir}/logits.safetensors`,
+      "--save-grads",
+      `${dir}/grads.safetensors`,
+      "--json",
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    const j = JSON.parse(out.stdout);
     const g = await golden(TINY);
     const loss = (await g.read("loss"))[0];
     assert.ok(Math.abs(j.loss - loss) <= 1e-5);

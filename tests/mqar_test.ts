@@ -6,7 +6,8 @@ import { mqarGapWeights, MqarSampler, mqarValues } from "../core/mqar.ts";
 import { train, type TrainOptions } from "../core/train.ts";
 import { parseTrainConfig } from "../core/train_config.ts";
 import { IGNORE_INDEX } from "../kernels/cross_entropy.ts";
-import { gpuTest, REPO_ROOT, testGpu } from "./_gpu.ts";
+import { gpuTest, testGpu } from "./_gpu.ts";
+import { tnl } from "./_cli.ts";
 
 const quiet: TrainOptions = { log: () => {}, interactive: false };
 
@@ -198,30 +199,24 @@ out_dir: ${dir}/run
         model.destroy();
       }
       // The CLI reports the same figure.
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          `${REPO_ROOT}/main.ts`,
-          "eval",
-          "--model",
-          summary.checkpoint!,
-          "--task",
-          "mqar",
-          "--pairs",
-          "2",
-          "--seq-len",
-          "16",
-          "--samples",
-          "256",
-          "--seed",
-          "77",
-          "--json",
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const j = JSON.parse(new TextDecoder().decode(out.stdout));
+      const out = await tnl([
+        "eval",
+        "--model",
+        summary.checkpoint!,
+        "--task",
+        "mqar",
+        "--pairs",
+        "2",
+        "--seq-len",
+        "16",
+        "--samples",
+        "256",
+        "--seed",
+        "77",
+        "--json",
+      ]);
+      assert.equal(out.code, 0, out.stderr);
+      const j = JSON.parse(out.stdout);
       assert.equal(j.chance, 1 / 32);
       assert.ok(j.accuracy >= 5 / 32);
       for (

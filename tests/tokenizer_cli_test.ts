@@ -2,38 +2,8 @@ import assert from "node:assert/strict";
 import { EXIT_CODES } from "../core/errors.ts";
 import { readTokenFileWithHeader } from "../core/tokenfile.ts";
 import { brownSplitText } from "../core/brown.ts";
-import { brownDocs, REPO, TOK_DATA } from "./_tokenizers.ts";
-
-const PERMS = ["--allow-read", "--allow-write", "--allow-env", "--allow-run"];
-
-async function tnl(args: string[], opts: { stdin?: Uint8Array; cwd?: string } = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMS, `${REPO}/main.ts`, ...args],
-    env: { NO_COLOR: "1" },
-    cwd: opts.cwd ?? REPO,
-    stdin: opts.stdin ? "piped" : "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (opts.stdin) {
-    const w = child.stdin.getWriter();
-    await w.write(opts.stdin);
-    await w.close();
-  }
-  const out = await child.output();
-  return {
-    code: out.code,
-    stdout: out.stdout,
-    text: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
-
-function errorLine(stderr: string): string {
-  const lines = stderr.trim().split("\n").filter((l) => l.startsWith("error"));
-  assert.equal(lines.length, 1, `one error line:\n${stderr}`);
-  return lines[0];
-}
+import { brownDocs, TOK_DATA } from "./_tokenizers.ts";
+import { oneErrorLine, tnl } from "./_cli.ts";
 
 Deno.test("tnl tokenize train → encode → decode: files round-trip byte for byte, invalid UTF-8 too", async () => {
   const dir = await Deno.makeTempDir();
@@ -52,7 +22,7 @@ Deno.test("tnl tokenize train → encode → decode: files round-trip byte for b
       `${dir}/tok.json`,
     ]);
     assert.equal(t.code, 0, t.stderr);
-    assert.equal(t.text, "", "train prints nothing on stdout");
+    assert.equal(t.stdout, "", "train prints nothing on stdout");
     assert.match(t.stderr, /train \[#+\] 100% 341\/341/);
     assert.match(t.stderr, /wrote .*tok\.json: 600 tokens \(3 special, 256 bytes, 341 merges\)/);
     const json = JSON.parse(await Deno.readTextFile(`${dir}/tok.json`));
@@ -94,22 +64,22 @@ Deno.test("tnl tokenize train → encode → decode: files round-trip byte for b
     assert.equal(header.vocabSize, 600);
     const d = await tnl(["tokenize", "decode", "--tokenizer", `${dir}/tok.json`, `${dir}/raw.bin`]);
     assert.equal(d.code, 0, d.stderr);
-    assert.deepEqual(d.stdout, raw);
+    assert.deepEqual(d.bytes, raw);
     // Without -o: the ids on one line, nothing else; the same ids as the token file.
     const p = await tnl(["tokenize", "encode", "--tokenizer", `${dir}/tok.json`, `${dir}/raw.txt`]);
     assert.equal(p.code, 0, p.stderr);
-    assert.match(p.text, /^\d+( \d+)*\n$/);
-    assert.deepEqual(p.text.trim().split(" ").map(Number), Array.from(ids));
+    assert.match(p.stdout, /^\d+( \d+)*\n$/);
+    assert.deepEqual(p.stdout.trim().split(" ").map(Number), Array.from(ids));
     // decode takes the ids themselves too, and stdin.
-    const d2 = await tnl(["tokenize", "decode", "--tokenizer", `${dir}/tok.json`, p.text.trim()]);
-    assert.deepEqual(d2.stdout, raw);
-    const d3 = await tnl(["tokenize", "decode", "--tokenizer", `${dir}/tok.json`, "-"], { stdin: p.stdout });
-    assert.deepEqual(d3.stdout, raw);
+    const d2 = await tnl(["tokenize", "decode", "--tokenizer", `${dir}/tok.json`, p.stdout.trim()]);
+    assert.deepEqual(d2.bytes, raw);
+    const d3 = await tnl(["tokenize", "decode", "--tokenizer", `${dir}/tok.json`, "-"], { stdin: p.bytes });
+    assert.deepEqual(d3.bytes, raw);
     // stdin input, --bos/--eos.
     const s = await tnl(["tokenize", "encode", "--tokenizer", `${dir}/tok.json`, "--bos", "--eos", "-"], {
       stdin: raw,
     });
-    assert.deepEqual(s.text.trim().split(" ").map(Number), [1, ...ids, 2]);
+    assert.deepEqual(s.stdout.trim().split(" ").map(Number), [1, ...ids, 2]);
 
     // --docs: each document followed by </s>.
     const docsOut = await tnl([
@@ -131,7 +101,7 @@ Deno.test("tnl tokenize train → encode → decode: files round-trip byte for b
     await Deno.writeTextFile(`${dir}/empty.txt`, "");
     const em = await tnl(["tokenize", "encode", "--tokenizer", `${dir}/tok.json`, `${dir}/empty.txt`]);
     assert.equal(em.code, 0, em.stderr);
-    assert.equal(em.text, "\n");
+    assert.equal(em.stdout, "\n");
     const em2 = await tnl([
       "tokenize",
       "encode",
@@ -156,7 +126,7 @@ Deno.test("tnl tokenize: SentencePiece models by content, tokenizer directories"
       stdin: new TextEncoder().encode("He looked at his watch."),
     });
     assert.equal(e.code, 0, e.stderr);
-    assert.equal(e.text, "426 1359 364 359 267 1293 1952\n");
+    assert.equal(e.stdout, "426 1359 364 359 267 1293 1952\n");
     await Deno.mkdir(`${dir}/ckpt`);
     await Deno.copyFile(`${TOK_DATA}/sp-bpe-2k.model`, `${dir}/ckpt/tokenizer.model`);
     const d = await tnl([
@@ -167,7 +137,7 @@ Deno.test("tnl tokenize: SentencePiece models by content, tokenizer directories"
       "426 1359 364 359 267 1293 1952",
     ]);
     assert.equal(d.code, 0, d.stderr);
-    assert.equal(d.text, "He looked at his watch.");
+    assert.equal(d.stdout, "He looked at his watch.");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -225,8 +195,8 @@ Deno.test("tnl tokenize: bad input gives one clear line and the documented exit 
     for (const [args, code, pattern] of cases) {
       const r = await tnl(args);
       assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
-      assert.match(errorLine(r.stderr), pattern);
-      assert.equal(r.text, "");
+      assert.match(oneErrorLine(r.stderr), pattern);
+      assert.equal(r.stdout, "");
     }
     assert.ok(!(await exists(`${dir}/t.json`)), "no tokenizer written on failure");
   } finally {

@@ -6,7 +6,8 @@ import { SafetensorsFile } from "../core/safetensors.ts";
 import { writeTokenFile } from "../core/tokenfile.ts";
 import { learningRate, train, type TrainOptions } from "../core/train.ts";
 import { parseTrainConfig, type TrainConfig } from "../core/train_config.ts";
-import { gpuTest, REPO_ROOT, testGpu } from "./_gpu.ts";
+import { gpuTest, testGpu } from "./_gpu.ts";
+import { tnl } from "./_cli.ts";
 import { parseXml } from "./_xml.ts";
 
 /** A token file with learnable structure: a fixed cycle of ids with random interruptions. */
@@ -331,15 +332,11 @@ Deno.test("tnl train runs from the CLI and prints the summary as JSON", async ()
       `${dir}/cfg.yaml`,
       `model:\n  preset: tnl-tiny\ndata:\n  train: data-1.bin\ntrain:\n  batch_size: 2\n  seq_len: 8\n  steps: 2\nout_dir: run\n`,
     );
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${REPO_ROOT}/main.ts`, "train", `${dir}/cfg.yaml`, "--json"],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    const s = JSON.parse(new TextDecoder().decode(out.stdout));
+    const out = await tnl(["train", `${dir}/cfg.yaml`, "--json"]);
+    assert.equal(out.code, 0, out.stderr);
+    const s = JSON.parse(out.stdout);
     assert.equal(s.step, 2);
     assert.equal(s.out_dir, `${dir}/run`);
-    assert.match(new TextDecoder().decode(out.stderr), /params {4}/);
+    assert.match(out.stderr, /params {4}/);
   });
 });
