@@ -63,18 +63,21 @@ const gemvDef = (v: GemvVariant) =>
     },
   );
 
-const recurDef = (lrpe: boolean, w: number) =>
-  cachedDef(`decode/recur/${lrpe}/${w}`, () => ({
-    name: `recurrent-step${lrpe ? "-lrpe" : ""}-w${w}`,
+/** `rpt`: rows per invocation of the vec4 form (0: the scalar form). */
+const recurDef = (lrpe: boolean, w: number, rpt: number) =>
+  cachedDef(`decode/recur/${lrpe}/${w}/${rpt}`, () => ({
+    name: `recurrent-step${lrpe ? "-lrpe" : ""}-w${w}${rpt ? `-vec4-r${rpt}` : ""}`,
     code: lrpeLib + "\n" + preprocess("decode", source, {
       GEMV: false,
       RECUR: true,
       LRPE: lrpe,
       W: w,
+      RPT: rpt,
+      LOG_P4: rpt ? Math.log2(1024 / w) : 0,
       SGROWS: false,
       NORM: false,
       PROD: false,
-      VEC: false,
+      VEC: rpt > 0,
       F16W: false,
       SUBGROUPS: false,
     }),
@@ -181,7 +184,7 @@ export function gemv(step: Step, g: GemvArgs): void {
   // Iterations of the longest invocation, all loops counted (llvmpipe leaves loops after Gpu.loopLimit).
   const sgIters = gpu.features.subgroups ? 256 : 9;
   const iterations = sg
-    ? (g.norm ? nb * Math.ceil(units / sg) : 0) + Math.ceil(units / sg) * (nb + 1) + 3 * nb
+    ? Math.ceil(units / sg) * (nb + 1) + 3 * nb
     : (g.norm ? nb * (Math.ceil(units / 256) + sgIters) : 0) +
       Math.ceil(units / lanes) * (nb + 1) + (Math.log2(lanes) + 1) * (nb + 1) + 4 * nb;
   if (iterations > gpu.loopLimit) {
@@ -252,11 +255,18 @@ export interface RecurrentStepArgs {
   B: number;
   H: number;
   d: number;
+  /** columns per workgroup (tests and benchmarks compare them; default recurrentColumns) */
+  columns?: number;
 }
 
-/** Columns per workgroup of the recurrent step. */
-function recurrentColumns(d: number): number {
-  return Math.min(32, 2 ** Math.ceil(Math.log2(d)));
+/**
+ * Columns per workgroup of the recurrent step: 16 where d is a multiple of 4 (the vec4 form: 64 row groups
+ * of 4 columns, so a B 1, H 8 step still spreads over 64 workgroups), else up to 32 single columns.
+ */
+export function recurrentColumns(d: number): number {
+  return d % 4 === 0
+    ? Math.min(16, 2 ** Math.ceil(Math.log2(d)))
+    : Math.min(32, 2 ** Math.ceil(Math.log2(d)));
 }
 
 /**
@@ -281,7 +291,14 @@ export function recurrentStep(step: Step, a: RecurrentStepArgs): void {
     }
   }
   if (a.seq.dtype !== "u32") throw new TnlError("internal", "recurrent step: seq must be u32");
-  const w = recurrentColumns(d);
+  const w = a.columns ?? recurrentColumns(d);
+  const kvView = a.kv.view(0, B * H * dk * d), oView = a.o.view(0, B * e);
+  const vec = d % 4 === 0 && kvView.base % 4 === 0 && oView.base % 4 === 0;
+  if (!(Number.isInteger(Math.log2(w)) && w <= 256 && (!vec || w >= 4))) {
+    throw new TnlError("internal", `recurrent step: ${w} columns per workgroup`);
+  }
+  // vec4 form: 256 / (w / 4) row groups, each taking ⌈dk / row groups⌉ rows.
+  const rpt = vec ? Math.ceil(dk / (1024 / w)) : 0;
   const slices = Math.ceil(d / w);
   const vq = a.qkvu.view(0, B * 4 * e);
   const views = [
@@ -289,12 +306,12 @@ export function recurrentStep(step: Step, a: RecurrentStepArgs): void {
     a.theta ? a.theta.view(0, e) : vq,
     a.seq.view(0, B * 4),
     a.decay.view(0, H),
-    a.kv.view(0, B * H * dk * d),
-    a.o.view(0, B * e),
+    kvView,
+    oView,
   ];
   const rows = B * H * slices;
   step.dispatch(
-    step.gpu.kernel(recurDef(lrpe, w)),
+    step.gpu.kernel(recurDef(lrpe, w, rpt)),
     views,
     packParams([
       [rows, "u32"],

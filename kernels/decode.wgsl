@@ -14,8 +14,10 @@
 //         q, k = SiLU of the q, k columns of qkvu (then LRPE at the sequence's position: dk = 2d), v the v
 //         columns, and per (b, h): kv ← λ·kv + kᵀv, o = q·kv, with the fp32 state kv: [B, H, dk, d].
 //         A workgroup takes W columns of one (b, h): invocation (pi, jj) updates column jj for the rows
-//         i ≡ pi (mod 256 / W); the partial sums of o meet in workgroup memory. The position of the token
-//         is seq[b].len − 1 (seq.len counts the token being processed).
+//         i ≡ pi (mod 256 / W); the partial sums of o meet in workgroup memory. With VEC (d a multiple of
+//         4) an invocation takes 4 columns and a constant RPT rows, all loaded before any is updated: the
+//         step is a few dependent memory round trips, not one per row. The position of the token is
+//         seq[b].len − 1 (seq.len counts the token being processed).
 
 #if GEMV
 struct Params {
@@ -65,6 +67,17 @@ fn wv4(i: u32) -> vec4<f32> {
 }
 #endif
 
+// a's unit i of sequence b alone, and the factor PROD multiplies it by.
+#if VEC
+fn ain(b: u32, i: u32) -> vec4<f32> { return a[(p.base_a + b * p.a_stride) / 4u + i]; }
+fn bin(b: u32, i: u32) -> vec4<f32> { return bb[(p.base_b + b * p.b_stride) / 4u + i]; }
+fn sq(v: vec4<f32>) -> f32 { return dot(v, v); }
+#else
+fn ain(b: u32, i: u32) -> f32 { return a[p.base_a + b * p.a_stride + i]; }
+fn bin(b: u32, i: u32) -> f32 { return bb[p.base_b + b * p.b_stride + i]; }
+fn sq(v: f32) -> f32 { return v * v; }
+#endif
+
 #if VEC
 fn xin(b: u32, i: u32) -> vec4<f32> {
 #if PROD
@@ -106,7 +119,7 @@ fn partial_sq(b: u32, first: u32, stride: u32) -> f32 {
 #if SGROWS
 // One subgroup per output row (R = 256 / S rows per workgroup, S the adapter's fixed subgroup size): the S
 // lanes stride through `in` with four loads in flight, then subgroupAdd; no workgroup memory, no barrier.
-// With NORM each subgroup sums a² itself (a stays in cache).
+// With NORM each subgroup sums a² itself (a stays in cache), from the loads the products use.
 const S: u32 = {{S}}u;
 
 #if VEC
@@ -126,22 +139,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let units = p.cols;
   let wrow = p.base_w + o * p.cols;
 #endif
-  var scale: array<f32, NB>;
-#unroll bi NB
-  {
-    const b = {{bi}}u;
-#if NORM
-    scale[b] = inverseSqrt(subgroupAdd(partial_sq(b, lane, S)) / f32(p.cols) + p.eps);
-#else
-    scale[b] = 1.0;
-#endif
-  }
-#endunroll
+  // Σ a² of the NORM comes from the same loads as the products (lane takes the same units of a in both),
+  // so the norm adds no dependent round trip to the weights' loads.
   var acc: array<f32, NB>;
+  var ss: array<f32, NB>;
 #unroll bi NB
   {
     const b = {{bi}}u;
     acc[b] = 0.0;
+    ss[b] = 0.0;
   }
 #endunroll
   if (o < p.rows) {
@@ -161,8 +167,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #unroll bi NB
       {
         const b = {{bi}}u;
-        acc[b] += (mac(w0, xin(b, i)) + mac(w1, xin(b, i + S))) +
-          (mac(w2, xin(b, i + 2u * S)) + mac(w3, xin(b, i + 3u * S)));
+        let x0 = ain(b, i);
+        let x1 = ain(b, i + S);
+        let x2 = ain(b, i + 2u * S);
+        let x3 = ain(b, i + 3u * S);
+#if NORM
+        ss[b] += (sq(x0) + sq(x1)) + (sq(x2) + sq(x3));
+#endif
+#if PROD
+        acc[b] += (mac(w0, x0 * bin(b, i)) + mac(w1, x1 * bin(b, i + S))) +
+          (mac(w2, x2 * bin(b, i + 2u * S)) + mac(w3, x3 * bin(b, i + 3u * S)));
+#else
+        acc[b] += (mac(w0, x0) + mac(w1, x1)) + (mac(w2, x2) + mac(w3, x3));
+#endif
       }
 #endunroll
     }
@@ -175,11 +192,30 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #unroll bi NB
       {
         const b = {{bi}}u;
-        acc[b] += mac(wv, xin(b, i));
+        let x = ain(b, i);
+#if NORM
+        ss[b] += sq(x);
+#endif
+#if PROD
+        acc[b] += mac(wv, x * bin(b, i));
+#else
+        acc[b] += mac(wv, x);
+#endif
       }
 #endunroll
     }
   }
+  var scale: array<f32, NB>;
+#unroll bi NB
+  {
+    const b = {{bi}}u;
+#if NORM
+    scale[b] = inverseSqrt(subgroupAdd(ss[b]) / f32(p.cols) + p.eps);
+#else
+    scale[b] = 1.0;
+#endif
+  }
+#endunroll
 #unroll bi NB
   {
     const b = {{bi}}u;
@@ -214,17 +250,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let row_in = lid / LANES;
   let lane = lid % LANES;
   let o = (wg.y * nwg.x + wg.x) * R + row_in;
-  var scale: array<f32, NB>;
-#unroll bi NB
-  {
-    const b = {{bi}}u;
-#if NORM
-    scale[b] = inverseSqrt(wg_sum(partial_sq(b, lid, 256u), lid, sg_size) / f32(p.cols) + p.eps);
-#else
-    scale[b] = 1.0;
-#endif
-  }
-#endunroll
   var acc: array<f32, NB>;
 #unroll bi NB
   {
@@ -234,8 +259,24 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 #endunroll
   if (o < p.rows) {
 #if VEC
+    // Four loads in flight per round (the loop's bound is not a constant, so the driver keeps it rolled).
     let wrow = (p.base_w + o * p.cols) / 4u;
-    for (var i = lane; i < p.cols / 4u; i += LANES) {
+    let units = p.cols / 4u;
+    var i = lane;
+    for (; i + 3u * LANES < units; i += 4u * LANES) {
+      let w0 = wv4(wrow + i);
+      let w1 = wv4(wrow + i + LANES);
+      let w2 = wv4(wrow + i + 2u * LANES);
+      let w3 = wv4(wrow + i + 3u * LANES);
+#unroll bi NB
+      {
+        const b = {{bi}}u;
+        acc[b] += (dot(w0, xin(b, i)) + dot(w1, xin(b, i + LANES))) +
+          (dot(w2, xin(b, i + 2u * LANES)) + dot(w3, xin(b, i + 3u * LANES)));
+      }
+#endunroll
+    }
+    for (; i < units; i += LANES) {
       let wv = wv4(wrow + i);
 #unroll bi NB
       {
@@ -257,6 +298,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     }
 #endif
   }
+  var scale: array<f32, NB>;
+#unroll bi NB
+  {
+    const b = {{bi}}u;
+#if NORM
+    scale[b] = inverseSqrt(wg_sum(partial_sq(b, lid, 256u), lid, sg_size) / f32(p.cols) + p.eps);
+#else
+    scale[b] = 1.0;
+#endif
+  }
+#endunroll
 #unroll bi NB
   {
     const b = {{bi}}u;
@@ -307,20 +359,29 @@ struct Params {
 }
 @group(1) @binding(0) var<uniform> p: Params;
 
-const W: u32 = {{W}}u;     // columns per workgroup (a power of two ≤ 256)
+const W: u32 = {{W}}u;     // columns per workgroup (a power of two ≤ 256; VEC: a multiple of 4)
 const P: u32 = 256u / W;   // row groups
 
 @group(0) @binding(0) var<storage, read> qkvu: array<f32>;        // qkvu: [B, qkvu_stride] f32 (q | k | v | u)
 @group(0) @binding(1) var<storage, read> theta: array<f32>;       // theta: [H, d] f32 (unused without LRPE)
 @group(0) @binding(2) var<storage, read> seq: array<u32>;         // seq: [B, 4] u32, seq[b, 0] = len
 @group(0) @binding(3) var<storage, read> decay: array<f32>;       // decay: [H] f32, λ = fl(e^−s) per head
+#if VEC
+@group(0) @binding(4) var<storage, read_write> kv: array<vec4<f32>>;  // kv: [B, H, dk, d] f32 state, as vec4
+@group(0) @binding(5) var<storage, read_write> o: array<vec4<f32>>;   // o: [B, H, d] f32, as vec4
+#else
 @group(0) @binding(4) var<storage, read_write> kv: array<f32>;    // kv: [B, H, dk, d] f32 state
 @group(0) @binding(5) var<storage, read_write> o: array<f32>;     // o: [B, H, d] f32
+#endif
 
 var<workgroup> qs: array<f32, 512>;   // q̃ of the head [dk]
 var<workgroup> ks: array<f32, 512>;   // k̃ of the head [dk]
 var<workgroup> vs: array<f32, W>;     // v of the workgroup's columns
+#if VEC
+var<workgroup> part: array<vec4<f32>, 256>;
+#else
 var<workgroup> part: array<f32, 256>;
+#endif
 
 fn sigmoid(x: f32) -> f32 {
   return 1.0 / (1.0 + exp(-x));
@@ -361,10 +422,56 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     vs[lid] = vv;
   }
   workgroupBarrier();
+  let lambda = decay[p.base_decay + h];
+#if VEC
+  // Invocation (ri, cj) takes the 4 columns c0 + 4·cj … and the rows ri, ri + P4, … (RPT of them, loads
+  // first so they are all in flight at once); the row groups' sums of o meet in a tree.
+  const W4: u32 = W / 4u;
+  const P4: u32 = 256u / W4;
+  let cj = lid % W4;
+  let ri = lid / W4;
+  let d4 = p.d / 4u;
+  let j4 = c0 / 4u + cj;
+  var acc = vec4<f32>(0.0);
+  if (j4 < d4) {
+    let vj = vec4<f32>(vs[4u * cj], vs[4u * cj + 1u], vs[4u * cj + 2u], vs[4u * cj + 3u]);
+    let base = p.base_kv / 4u + bh * p.dk * d4 + j4;
+    var old: array<vec4<f32>, {{RPT}}>;
+#unroll r RPT
+    {
+      const r = {{r}}u;
+      let i = ri + r * P4;
+      if (i < p.dk) { old[r] = kv[base + i * d4]; }
+    }
+#endunroll
+#unroll r RPT
+    {
+      const r = {{r}}u;
+      let i = ri + r * P4;
+      if (i < p.dk) {
+        let s = fma(vec4<f32>(lambda), old[r], ks[i] * vj);
+        kv[base + i * d4] = s;
+        acc = fma(vec4<f32>(qs[i]), s, acc);
+      }
+    }
+#endunroll
+  }
+  part[lid] = acc;
+  workgroupBarrier();
+#unroll t LOG_P4
+  {
+    const half = P4 >> ({{t}}u + 1u);
+    if (ri < half) { part[lid] += part[lid + half * W4]; }
+    workgroupBarrier();
+  }
+#endunroll
+  if (ri == 0u && j4 < d4) {
+    o[p.base_o / 4u + bh * d4 + j4] = part[lid];
+  }
+#else
   let jj = lid % W;
   let pi = lid / W;
   let j = c0 + jj;
-  let lambda = decay[p.base_decay + h];
   var acc = 0.0;
   if (j < p.d) {
     let vj = vs[jj];
@@ -382,5 +489,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     for (var r = 0u; r < P; r++) { total += part[r * W + lid]; }
     o[p.base_o + bh * p.d + c0 + lid] = total;
   }
+#endif
 }
 #endif

@@ -346,6 +346,8 @@ export const opsBenchCases: BenchCase[] = [
         { B: 1, H: 8, d: 128, lrpe: 0, dispatches: 24 },
         { B: 1, H: 8, d: 128, lrpe: 1, dispatches: 24 },
         { B: 8, H: 8, d: 128, lrpe: 0, dispatches: 24 },
+        // other column slices per workgroup than the default 16 (the vec4 form's row groups: 1024 / cols)
+        ...[8, 32, 64].map((cols) => ({ B: 1, H: 8, d: 128, lrpe: 0, dispatches: 24, cols })),
       ],
     setup(gpu, s) {
       const B = N(s, "B"), H = N(s, "H"), d = N(s, "d"), n = N(s, "dispatches"), lrpe = N(s, "lrpe") === 1;
@@ -362,7 +364,18 @@ export const opsBenchCases: BenchCase[] = [
       return {
         encode: (step) => {
           for (let i = 0; i < n; i++) {
-            recurrentStep(step, { qkvu, theta: lrpe ? theta : null, seq, decay, kv, o, B, H, d });
+            recurrentStep(step, {
+              qkvu,
+              theta: lrpe ? theta : null,
+              seq,
+              decay,
+              kv,
+              o,
+              B,
+              H,
+              d,
+              columns: s.cols === undefined ? undefined : N(s, "cols"),
+            });
           }
         },
         bytes: n * B * H * (2 * dk * d + 4 * d) * 4,

@@ -160,6 +160,7 @@ async function checkRecurrent(
   lrpe: boolean,
   positions: number[],
   rng: Rng,
+  columns?: number,
 ) {
   const { B, H, d } = dims, e = H * d, dk = lrpe ? 2 * d : d;
   const hq = rng.uniformArray(B * 4 * e, -3, 3);
@@ -178,10 +179,10 @@ async function checkRecurrent(
   const o = Tensor.empty(gpu, [B, H, d], "f32", "o");
   gpu.run(
     "recurrent test",
-    (step) => recurrentStep(step, { qkvu, theta, seq: seqT, decay: decayT, kv, o, B, H, d }),
+    (step) => recurrentStep(step, { qkvu, theta, seq: seqT, decay: decayT, kv, o, B, H, d, columns }),
   );
   const ref = recurrentStepRef(hq, hth, positions, decay, kv0, dims);
-  const label = `${JSON.stringify(dims)} lrpe=${lrpe} positions ${positions}`;
+  const label = `${JSON.stringify(dims)} lrpe=${lrpe} positions ${positions} columns ${columns ?? "auto"}`;
   assertClose(await kv.readF32(), ref.kv, 1e-5, `state ${label}`);
   assertClose(await o.readF32(), ref.o, 1e-5, `o ${label}`);
   [qkvu, theta, seqT, decayT, kv, o].forEach((t) => t?.destroy());
@@ -199,6 +200,14 @@ Deno.test(
       await checkRecurrent(gpu, { B: 3, H: 3, d: 5 }, lrpe, [0, 1, 70000], rng);
       await checkRecurrent(gpu, { B: 1, H: 2, d: 128 }, lrpe, [4096], rng); // 4 column slices per head
       await checkRecurrent(gpu, { B: 2, H: 1, d: 48 }, lrpe, [5, 6], rng); // a partial last slice
+      // vec4 form (d a multiple of 4): rows per invocation 1 … 16, partial slices, and the scalar form
+      await checkRecurrent(gpu, { B: 1, H: 1, d: 256 }, lrpe, [9], rng);
+      await checkRecurrent(gpu, { B: 2, H: 2, d: 36 }, lrpe, [1, 2], rng);
+      for (const columns of [4, 32, 64]) {
+        await checkRecurrent(gpu, { B: 1, H: 2, d: 128 }, lrpe, [77], rng, columns);
+      }
+      await checkRecurrent(gpu, { B: 1, H: 2, d: 20 }, lrpe, [3], rng, 8);
+      await checkRecurrent(gpu, { B: 2, H: 3, d: 7 }, lrpe, [3, 4], rng, 4); // scalar, 2 slices
     }
   },
 );
