@@ -23,7 +23,7 @@ import { convertToF16 } from "../kernels/copy.ts";
 import { gemv, GEMV_MAX_BATCH, recurrentStep } from "../kernels/decode.ts";
 import { embeddingForward } from "../kernels/embedding.ts";
 import { tnlDecayRates } from "../kernels/lightning.ts";
-import { NO_TOKEN, type SamplerSettings, sampleTokens } from "../kernels/sample.ts";
+import { NO_TOKEN, type SamplerSettings, samplerStride, sampleTokens } from "../kernels/sample.ts";
 
 /** λ = e^−s per layer and head, computed in float64 and rounded to fp32 (the official code's fp32 exp). */
 export function decayFactors(dims: ModelDims): Float32Array {
@@ -74,13 +74,19 @@ export interface SavedState {
   pendingSample: boolean;
 }
 
-/** A chunk of rounds submitted to the GPU, to be read back with Generator.read. */
+/** A chunk of rounds submitted to the GPU (all, or its first `submitted`), to be read back with Generator.read. */
 export interface Chunk {
   rounds: number;
   staging: GPUBuffer;
+  /** rounds submitted so far */
+  submitted: number;
+  /** each sequence's length before the chunk's first round */
+  start: number[];
 }
 
 export interface ChunkTokens {
+  /** each sequence's length before the chunk's first round: round r drew the token at position start + r */
+  start: number[];
   /** [rounds][batch] token ids */
   tokens: number[][];
   /** [rounds][batch] log-probabilities under the raw logits (0 unless sampling.logprobs) */
@@ -106,6 +112,8 @@ export class Generator {
   #o: Tensor;
   #h: Tensor;
   #logits: Tensor;
+  /** logits per row of #logits (samplerStride of the vocabulary) */
+  #logitsStride: number;
   #cur: Tensor;
   #seq: Tensor;
   #hist: Tensor;
@@ -161,7 +169,9 @@ export class Generator {
     this.#qkvu = t([b, 4 * m.e], "decode qkvu");
     this.#o = t([b, m.e], "decode o");
     this.#h = t([b, 2 * m.glu], "decode h");
-    this.#logits = t([b, m.vocab], "decode logits");
+    // rows padded to a multiple of 4 logits: the sampler reads them as vec4
+    this.#logitsStride = samplerStride(m.vocab);
+    this.#logits = t([b, this.#logitsStride], "decode logits");
     this.#cur = t([b], "decode tokens", "u32");
     this.#seq = t([b, 4], "decode positions", "u32");
     this.#hist = t([b, this.histW], "token history", "u32");
@@ -212,9 +222,14 @@ export class Generator {
     return this.#half.get(w.offset) ?? w;
   }
 
-  /** [batch, V]: the last forward's logits (for reference comparisons; the sampler penalizes them in place). */
-  get logits(): Tensor {
-    return this.#logits;
+  /** The last forward's logits, [batch, V] (for reference comparisons; the sampler penalizes them in place). */
+  async readLogits(): Promise<Float32Array> {
+    const all = await this.#logits.readF32();
+    const V = this.dims.vocab, S = this.#logitsStride;
+    if (S === V) return all;
+    const out = new Float32Array(this.batch * V);
+    for (let b = 0; b < this.batch; b++) out.set(all.subarray(b * S, b * S + V), b * V);
+    return out;
   }
 
   /** Overrides the next round's input tokens (teacher forcing, for reference comparisons). */
@@ -306,7 +321,7 @@ export class Generator {
       aOffset: (acts!.T - 1) * m.d,
       w: this.#w(this.model.head()),
       y: this.#logits,
-      yOffset: slot * m.vocab,
+      yOffset: slot * this.#logitsStride,
       nb: 1,
       out: m.vocab,
       in: m.d,
@@ -455,6 +470,7 @@ export class Generator {
       a: this.#x,
       w: this.#w(model.head()),
       y: this.#logits,
+      yStride: this.#logitsStride,
       nb,
       out: m.vocab,
       in: m.d,
@@ -468,6 +484,7 @@ export class Generator {
       step,
       {
         logits: this.#logits,
+        stride: this.#logitsStride,
         hist: this.#hist,
         seq: this.#seq,
         cur: this.#cur,
@@ -483,20 +500,43 @@ export class Generator {
   }
 
   /**
-   * Encodes and submits `rounds` rounds (each: a forward of the last tokens, except right after a prefill,
-   * then a draw), several submits of a few rounds so the GPU starts while the rest is encoded; the last
-   * copies the drawn tokens to a readback buffer.
+   * Starts a chunk of `rounds` rounds (each: a forward of the last tokens, except right after a prefill, then
+   * a draw) and submits its first `now` rounds (default all; `complete` submits the rest). Rounds go in
+   * submits of 1, 2, 4, … up to roundsPerSubmit rounds, so an idle GPU starts at once and then runs one
+   * submit while the host encodes the next; the last copies the drawn tokens to a readback buffer.
    */
-  submit(rounds: number): Chunk {
+  submit(rounds: number, now = rounds): Chunk {
     if (!Number.isInteger(rounds) || rounds < 1 || rounds > this.maxChunk) {
       throw new TnlError("internal", `generator: chunk of ${rounds} rounds (1..${this.maxChunk})`);
     }
     if (this.lengths.every((n) => n === 0)) throw new TnlError("internal", "generator: nothing prefilled");
     const staging = this.#staging.find((s) => !this.#stagingBusy.has(s));
-    if (!staging) throw new TnlError("internal", "generator: read a chunk back before submitting a third");
-    const bytes = rounds * this.batch * 8;
-    for (let r0 = 0; r0 < rounds; r0 += this.#roundsPerSubmit) {
-      const r1 = Math.min(rounds, r0 + this.#roundsPerSubmit);
+    if (!staging) throw new TnlError("internal", "generator: read a chunk back before starting a third");
+    this.#stagingBusy.add(staging);
+    const chunk: Chunk = { rounds, staging, submitted: 0, start: [...this.lengths] };
+    try {
+      this.#submitRounds(chunk, Math.max(1, Math.min(now, rounds)));
+    } catch (e) {
+      this.#stagingBusy.delete(staging);
+      throw e;
+    }
+    return chunk;
+  }
+
+  /** Submits the rounds of a chunk that `submit` left out. */
+  complete(chunk: Chunk): void {
+    this.#submitRounds(chunk, chunk.rounds);
+  }
+
+  /** Gives a chunk up unread (for a generation that stopped): the rounds already submitted still run. */
+  drop(chunk: Chunk): void {
+    this.#stagingBusy.delete(chunk.staging);
+  }
+
+  #submitRounds(chunk: Chunk, upTo: number): void {
+    const bytes = chunk.rounds * this.batch * 8;
+    while (chunk.submitted < upTo) {
+      const r0 = chunk.submitted, r1 = Math.min(upTo, r0 + Math.min(this.#roundsPerSubmit, r0 + 1));
       const step = this.gpu.step(`decode rounds ${r0}..${r1 - 1}`);
       try {
         for (let r = r0; r < r1; r++) {
@@ -509,16 +549,22 @@ export class Generator {
         throw e;
       }
       step.submit(
-        r1 === rounds ? (enc) => enc.copyBufferToBuffer(this.#out.buffer, 0, staging, 0, bytes) : undefined,
+        r1 === chunk.rounds
+          ? (enc) => enc.copyBufferToBuffer(this.#out.buffer, 0, chunk.staging, 0, bytes)
+          : undefined,
       );
+      for (let s = 0; s < this.batch; s++) if (this.lengths[s] > 0) this.lengths[s] += r1 - r0;
+      chunk.submitted = r1;
     }
-    for (let s = 0; s < this.batch; s++) if (this.lengths[s] > 0) this.lengths[s] += rounds;
-    this.#stagingBusy.add(staging);
-    return { rounds, staging };
   }
 
-  /** Waits for a chunk and returns its tokens (a readback: ~11 ms, waits for the GPU to go idle). */
+  /**
+   * Waits for a chunk (submitting what it left out) and returns its tokens. A readback (mapAsync) blocks
+   * until the GPU has run everything submitted, then sleeps ~10 ms before it resolves: work submitted right
+   * after this call returns its promise runs during that sleep (runChunks does).
+   */
   async read(chunk: Chunk): Promise<ChunkTokens> {
+    if (chunk.submitted < chunk.rounds) this.complete(chunk);
     const bytes = chunk.rounds * this.batch * 8;
     try {
       await chunk.staging.mapAsync(GPUMapMode.READ, 0, bytes);
@@ -540,7 +586,7 @@ export class Generator {
       tokens.push(Array.from({ length: this.batch }, (_, b) => u[(r * this.batch + b) * 2]));
       logprobs.push(Array.from({ length: this.batch }, (_, b) => f[(r * this.batch + b) * 2 + 1]));
     }
-    return { tokens, logprobs };
+    return { start: chunk.start, tokens, logprobs };
   }
 
   destroy(): void {
@@ -559,7 +605,7 @@ export class Generator {
 export const FIRST_CHUNK = 4;
 /**
  * Growth of the chunks after the first: 4, 16, 64, 256 rounds. Each readback costs ~11 ms (it waits for an
- * idle GPU), so 512 tokens take 5 readbacks instead of 8 when doubling (H200, tnl-385m: ~4% of the time).
+ * idle GPU, then sleeps), so 512 tokens take 5 readbacks instead of 8 when doubling.
  */
 export const CHUNK_GROWTH = 4;
 
@@ -590,9 +636,62 @@ export interface RunOptions {
 }
 
 /**
+ * GPU time the first rounds of the next chunk should cover while a chunk is read back: the readback's ~10 ms
+ * sleep and the host's work on its tokens.
+ */
+export const BRIDGE_MS = 25;
+/** Most rounds started ahead of a readback (what a stop can waste, whatever the measured pace says). */
+export const BRIDGE_MAX_ROUNDS = 32;
+
+export interface ChunkLoop {
+  /** rounds of the first chunk */
+  first: number;
+  /** rounds still wanted, were every token of the chunk being read kept (≤ 0: none; Infinity: no limit) */
+  left: () => number;
+  /** takes a chunk's tokens; false ends the loop */
+  take: (chunk: ChunkTokens) => boolean | Promise<boolean>;
+}
+
+/**
+ * Draws chunks of rounds — `first`, then ×CHUNK_GROWTH up to maxChunk — and hands each chunk's tokens to
+ * `take`. A readback blocks until the GPU has run every submitted round and then sleeps ~10 ms, so the
+ * next chunk's first rounds (BRIDGE_MS of them at the pace measured between readbacks) are submitted as
+ * soon as the read has started, and run during that sleep; the rest follows once `take` asks for more.
+ * A stop wastes at most those first rounds.
+ */
+export async function runChunks(gen: Generator, loop: ChunkLoop): Promise<void> {
+  let size = Math.max(1, loop.first);
+  const rounds = Math.min(size, gen.maxChunk, loop.left());
+  if (!(rounds >= 1)) return;
+  let last = performance.now();
+  let chunk: Chunk | null = gen.submit(rounds);
+  let next: Chunk | null = null;
+  try {
+    while (chunk) {
+      size *= CHUNK_GROWTH;
+      const nextRounds = Math.min(size, gen.maxChunk, loop.left() - chunk.rounds);
+      const reading = gen.read(chunk);
+      const drained = performance.now();
+      const msPerRound = (drained - last) / chunk.rounds;
+      last = drained;
+      if (nextRounds >= 1) {
+        const bridge = Math.min(BRIDGE_MAX_ROUNDS, Math.ceil(BRIDGE_MS / Math.max(msPerRound, 1e-3)));
+        next = gen.submit(nextRounds, bridge);
+      }
+      const tokens = await reading;
+      if (!(await loop.take(tokens)) || !next) return;
+      gen.complete(next);
+      [chunk, next] = [next, null];
+    }
+  } finally {
+    if (next) gen.drop(next);
+  }
+}
+
+/**
  * Prefills `prompts` and draws tokens until every sequence stopped: EOS, `maxTokens`, or onToken's word.
- * The chunk schedule is first small, then growing ×CHUNK_GROWTH: each readback waits for an idle GPU, so long chunks
- * amortise it, and tokens drawn past a stop inside a chunk are dropped.
+ * The chunk schedule is first small, then growing ×CHUNK_GROWTH: each readback costs ~11 ms, so long chunks
+ * amortise it, and tokens drawn past a stop inside a chunk are dropped (runChunks).
  */
 export async function generate(
   gen: Generator,
@@ -605,41 +704,39 @@ export async function generate(
   await opts.onPrefill?.();
   const outs: SequenceOutput[] = prompts.map(() => ({ tokens: [], logprobs: [], stop: "limit" }));
   const active = new Array(n).fill(true);
-  let size = Math.max(1, opts.firstChunk ?? FIRST_CHUNK);
-  while (active.some((a) => a)) {
-    let rounds = Math.min(size, gen.maxChunk);
-    if (opts.maxTokens >= 0) {
-      const left = Math.max(...outs.map((o, i) => (active[i] ? opts.maxTokens - o.tokens.length : 0)));
-      rounds = Math.min(rounds, left);
-    }
-    const chunk = await gen.read(gen.submit(rounds));
-    for (let r = 0; r < rounds; r++) {
-      for (let s = 0; s < n; s++) {
-        if (!active[s]) continue;
-        const token = chunk.tokens[r][s], lp = chunk.logprobs[r][s];
-        if (token === NO_TOKEN) {
-          throw new TnlError(
-            "gpu",
-            `sequence ${s + 1}: no token could be drawn at position ${
-              gen.lengths[s] - rounds + r
-            }: the logits ` +
-              `are not finite (NaN or infinity), or every token is excluded`,
-          );
-        }
-        const o = outs[s];
-        o.tokens.push(token);
-        o.logprobs.push(lp);
-        const word = opts.onToken?.(s, token, lp) === true;
-        if (opts.eos !== null && token === opts.eos) [o.stop, active[s]] = ["eos", false];
-        else if (word) [o.stop, active[s]] = ["word", false];
-        else if (opts.maxTokens >= 0 && o.tokens.length >= opts.maxTokens) {
-          [o.stop, active[s]] = ["limit", false];
+  await runChunks(gen, {
+    first: opts.firstChunk ?? FIRST_CHUNK,
+    left: () =>
+      opts.maxTokens < 0
+        ? Infinity
+        : Math.max(...outs.map((o, i) => (active[i] ? opts.maxTokens - o.tokens.length : 0))),
+    take: async (chunk) => {
+      for (let r = 0; r < chunk.tokens.length; r++) {
+        for (let s = 0; s < n; s++) {
+          if (!active[s]) continue;
+          const token = chunk.tokens[r][s], lp = chunk.logprobs[r][s];
+          if (token === NO_TOKEN) {
+            throw new TnlError(
+              "gpu",
+              `sequence ${s + 1}: no token could be drawn at position ${chunk.start[s] + r}: the logits ` +
+                `are not finite (NaN or infinity), or every token is excluded`,
+            );
+          }
+          const o = outs[s];
+          o.tokens.push(token);
+          o.logprobs.push(lp);
+          const word = opts.onToken?.(s, token, lp) === true;
+          if (opts.eos !== null && token === opts.eos) [o.stop, active[s]] = ["eos", false];
+          else if (word) [o.stop, active[s]] = ["word", false];
+          else if (opts.maxTokens >= 0 && o.tokens.length >= opts.maxTokens) {
+            [o.stop, active[s]] = ["limit", false];
+          }
         }
       }
-    }
-    await opts.onChunk?.();
-    size *= CHUNK_GROWTH;
-  }
+      await opts.onChunk?.();
+      return active.some((a) => a);
+    },
+  });
   return outs;
 }
 

@@ -4,7 +4,7 @@
 
 import type { BenchCase, BenchShape } from "./bench.ts";
 import { presetConfig, resolveDims } from "./config.ts";
-import { CHUNK_GROWTH, type DecodeWeights, FIRST_CHUNK, Generator } from "./generate.ts";
+import { type DecodeWeights, FIRST_CHUNK, Generator, runChunks } from "./generate.ts";
 import { Activations, forwardBackward, TnlModel } from "./model.ts";
 import { OptimizerState } from "./optimizer.ts";
 import { Rng } from "./random.ts";
@@ -112,8 +112,8 @@ export function modelBenchCases(o: ModelBenchOptions): BenchCase[] {
       };
     },
   }, {
-    // Batch 1 from `position` on: `tokens` draws as a generation makes them (first chunk small, then
-    // growing ×CHUNK_GROWTH; every chunk read back), timed by the wall clock. Each repeat restarts from the prefilled state.
+    // Batch 1 from `position` on: `tokens` draws as a generation makes them (runChunks: first chunk small,
+    // then growing ×CHUNK_GROWTH; every chunk read back), timed by the wall clock. Each repeat restarts from the prefilled state.
     name: "decode",
     group: "model",
     shapes: () =>
@@ -139,11 +139,12 @@ export function modelBenchCases(o: ModelBenchOptions): BenchCase[] {
           for (let i = 0; i < warmup + repeats; i++) {
             gen.restoreState(saved);
             const t0 = performance.now();
-            for (let n = 0, size = FIRST_CHUNK; n < decodeN; size *= CHUNK_GROWTH) {
-              const rounds = Math.min(size, gen.maxChunk, decodeN - n);
-              await gen.read(gen.submit(rounds));
-              n += rounds;
-            }
+            let n = 0;
+            await runChunks(gen, {
+              first: FIRST_CHUNK,
+              left: () => decodeN - n,
+              take: (chunk) => (n += chunk.tokens.length) < decodeN,
+            });
             if (i >= warmup) times.push(performance.now() - t0);
           }
           return times;

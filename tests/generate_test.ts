@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { BenchReportSchema, runBench } from "../core/bench.ts";
 import { loadModel, saveModel } from "../core/checkpoint.ts";
 import { presetConfig, resolveDims } from "../core/config.ts";
-import { continuationDecoder, generate, Generator, type Prompt, StopText } from "../core/generate.ts";
+import {
+  BRIDGE_MAX_ROUNDS,
+  continuationDecoder,
+  generate,
+  Generator,
+  type Prompt,
+  StopText,
+} from "../core/generate.ts";
 import { type ErrorKind, TnlError } from "../core/errors.ts";
 import { buildCli } from "../main.ts";
 import type { Gpu } from "../core/gpu.ts";
@@ -70,7 +77,7 @@ async function decodeLogits(gen: Generator, rows: number[][], prefill: number, s
       gen.setTokens(rows.map((row) => row[prefill - 1 + r]));
       gen.gpu.run("decode", (step) => gen.encodeForward(step));
     }
-    const logits = await gen.logits.readF32();
+    const logits = await gen.readLogits();
     for (let b = 0; b < rows.length; b++) out.set(logits.subarray(b * V, (b + 1) * V), (b * steps + r) * V);
     gen.gpu.run("advance", (step) => gen.encodeSample(step, 0));
   }
@@ -277,6 +284,18 @@ Deno.test("EOS and -n end generation; the EOS token is the last one", gpuTest, a
         onChunk: () => void sizes.push(seen - sizes.reduce((a, b) => a + b, 0)),
       });
       assert.deepEqual(sizes, [4, 16, 64, 16]);
+      // A stop inside the second chunk (rounds 4..19): the third chunk's first rounds, submitted while the
+      // second was read back, are dropped (at most BRIDGE_MAX_ROUNDS of them), and the generator's next
+      // generation is not changed by them.
+      const [long] = await generate(gen, [prompt], { maxTokens: 30, eos: null });
+      const i = long.tokens.findIndex((t, k) => k >= 4 && k < 19 && long.tokens.indexOf(t) === k);
+      assert.ok(i >= 4, "a token first drawn in the second chunk");
+      const [stopped] = await generate(gen, [prompt], { maxTokens: 30, eos: long.tokens[i] });
+      assert.deepEqual(stopped.tokens, long.tokens.slice(0, i + 1));
+      const ahead = gen.lengths[0] - prompt.ids.length - 20;
+      assert.ok(ahead >= 1 && ahead <= Math.min(10, BRIDGE_MAX_ROUNDS), `${ahead} rounds submitted ahead`);
+      const [again] = await generate(gen, [prompt], { maxTokens: 30, eos: null });
+      assert.deepEqual(again.tokens, long.tokens);
     } finally {
       gen.destroy();
     }
@@ -302,7 +321,7 @@ Deno.test("a long decode (300 recurrent steps) stays within 1e-4 of the full for
     const V = model.dims.vocab;
     // The decode's last logits (position 303, which drew the last token) against the full forward's; the
     // sampler set the banned token's logit to −∞ in place.
-    const last = (await gen.logits.readF32()).filter((_, i) => i !== pad);
+    const last = (await gen.readLogits()).filter((_, i) => i !== pad);
     const ref = logits.subarray((all.length - 2) * V, (all.length - 1) * V).filter((_, i) => i !== pad);
     const e = errorStats(last, ref);
     assert.ok(
@@ -611,7 +630,7 @@ Deno.test(
       const gen = new Generator(model, { batch: 1, sampling: GREEDY, prefillChunk });
       try {
         gen.prefill([prompt]);
-        const logits = await gen.logits.readF32();
+        const logits = await gen.readLogits();
         const states = await Promise.all(gen.states.map((s) => s.readF32()));
         gen.prefill([prompt]);
         const [out] = await generate(gen, [prompt], { maxTokens: 12, eos: null });
