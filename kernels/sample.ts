@@ -39,8 +39,10 @@ export interface SamplerSettings {
 }
 
 export interface SamplerBuffers {
-  /** [nseq, V] f32 (penalized in place) */
+  /** [nseq, stride] f32, the first V of each row (penalized in place) */
   logits: Tensor;
+  /** logits between two sequences' rows: a multiple of 4 (read as vec4), ≥ vocab; default vocab */
+  stride?: number;
   /** [nseq, histW] u32: the token at position i lives in slot i mod histW */
   hist: Tensor;
   /** [nseq, 4] u32: len (tokens so far: the drawn token gets position len), stream id, 0, 0 */
@@ -61,12 +63,17 @@ const def = (subgroups: boolean) =>
     name: "sample",
     code: withReduceLib("sample", source, { SUBGROUPS: subgroups, U: SAMPLE_LOADS }),
     bindings: ["rw", "rw", "rw", "rw", "rw", "rw"],
-    paramBytes: 19 * 4,
+    paramBytes: 20 * 4,
   }));
 
 /** Loop iterations of the busiest invocation (llvmpipe leaves loops after Gpu.loopLimit). */
+/** Logits per row for the sampler: the vocabulary rounded up to a multiple of 4 (it reads units of 4). */
+export function samplerStride(vocab: number): number {
+  return Math.ceil(vocab / 4) * 4;
+}
+
 export function samplerIterations(vocab: number, window: number): number {
-  const per = Math.ceil(vocab / 256);
+  const per = Math.ceil(vocab / 1024); // units of 4 per invocation
   // A pass over the vocabulary: ⌈per / U⌉ iterations of U loads (their uses are unrolled; counted as if
   // not, as before, which leaves a margin).
   const pass = Math.ceil(per / SAMPLE_LOADS) * (SAMPLE_LOADS + 1);
@@ -74,7 +81,7 @@ export function samplerIterations(vocab: number, window: number): number {
   // over ≤ CAP candidates) and the full-pass path are both counted.
   const candidates = 2 * 4 * 260 + 2 * pass + 256 + 2 * SAMPLER_GATHER;
   return 2 * pass + 64 + Math.ceil(window / 256) * window + pass + 8 + 4 * (pass + 257) + candidates +
-    (2 * pass + 256 + 33 * Math.max(per, 2) + 33 * 40) + 2 * pass + 512;
+    (2 * pass + 256 + 33 * pass + 33 * 40) + 2 * pass + 512;
 }
 
 /** Checks settings a user can get wrong (the CLI checks them first with its own flag names). */
@@ -100,6 +107,13 @@ export function checkSamplerSettings(s: SamplerSettings, vocab: number): void {
 export function sampleTokens(step: Step, b: SamplerBuffers, s: SamplerSettings, outRow: number): void {
   checkSamplerSettings(s, b.vocab);
   const { nseq, vocab, histW } = b;
+  const stride = b.stride ?? vocab;
+  if (stride % 4 !== 0 || stride < vocab) {
+    throw new TnlError(
+      "internal",
+      `sampler: rows of ${stride} logits (a multiple of 4, ≥ ${vocab}: samplerStride)`,
+    );
+  }
   if (s.repeatLastN > histW) {
     throw new TnlError("internal", `sampler: window ${s.repeatLastN} > ring ${histW}`);
   }
@@ -112,7 +126,7 @@ export function sampleTokens(step: Step, b: SamplerBuffers, s: SamplerSettings, 
     );
   }
   const sizes: [Tensor, number, string][] = [
-    [b.logits, nseq * vocab, "logits"],
+    [b.logits, nseq * stride, "logits"],
     [b.hist, nseq * histW, "hist"],
     [b.seq, nseq * 4, "seq"],
     [b.cur, nseq, "cur"],
@@ -123,18 +137,22 @@ export function sampleTokens(step: Step, b: SamplerBuffers, s: SamplerSettings, 
     if (t.size < n) throw new TnlError("internal", `sampler: ${what} '${t.label}' holds ${t.size} < ${n}`);
   }
   const views = [
-    b.logits.view(0, nseq * vocab),
+    b.logits.view(0, nseq * stride),
     b.hist.view(0, nseq * histW),
     b.seq.view(0, nseq * 4),
     b.cur.view(0, nseq),
     b.out.view(0, (outRow + 1) * nseq * 2),
     b.info.view(0, nseq * 4),
   ];
+  if (views[0].base % 4 !== 0) {
+    throw new TnlError("internal", `sampler: logits '${b.logits.label}' start off a multiple of 4`);
+  }
   step.dispatch(
     step.gpu.kernel(def(step.gpu.features.subgroups)),
     views,
     packParams([
       [vocab, "u32"],
+      [stride, "u32"],
       [nseq, "u32"],
       [histW, "u32"],
       [s.repeatLastN, "u32"],

@@ -14,15 +14,17 @@
 //      when there are at most CAP of them;
 //   6. min-p: keep m_i ≥ min_p (p_i ≥ min_p·p_max);
 //   7. the draw: u = hash(seed, stream, position) ∈ [0, 1), the first kept token in the fixed order
-//      (id mod 256, id) whose cumulative mass exceeds u × the kept mass (inverse CDF).
-// Invocation t owns the ids t, t + 256, ...: every pass is a coalesced strided loop and every sum has a
-// fixed order, so the same seed gives the same tokens on a device. One workgroup per sequence has few loads
-// in flight, so the passes over the vocabulary issue U = 8 loads (ids i, i + 256, ..., i + 7·256) before
+//      (unit mod 256, id), unit = ⌊id / 4⌋, whose cumulative mass exceeds u × the kept mass (inverse CDF).
+// The logits are read in units of 4 (vec4; rows of `stride` logits, a multiple of 4): invocation t owns
+// the units t, t + 256, ...: every pass is a coalesced strided loop and every sum has a fixed order, so the
+// same seed gives the same tokens on a device. One workgroup per sequence has few loads in flight, so the
+// passes over the vocabulary issue U = 8 unit loads (units j, j + 256, ..., j + 7·256: 32 logits) before
 // using them, in the same order as one at a time. The chosen token goes to cur (the next
 // step's input), the history ring, and row out_row of out (with its log-probability); len advances.
 
 struct Params {
   vocab: u32,
+  stride: u32,    // logits between two sequences' rows (a multiple of 4, ≥ vocab)
   nseq: u32,      // sequences (the stride of out's rows)
   hist_w: u32,    // slots of the history ring per sequence
   window: u32,    // repeat_last_n (≤ hist_w)
@@ -44,7 +46,7 @@ struct Params {
 }
 @group(1) @binding(0) var<uniform> p: Params;
 
-@group(0) @binding(0) var<storage, read_write> logits: array<f32>; // logits: [nseq, V] f32 (penalized in place)
+@group(0) @binding(0) var<storage, read_write> logits: array<vec4<f32>>; // logits: [nseq, stride] f32 as vec4 (penalized in place)
 @group(0) @binding(1) var<storage, read_write> hist: array<u32>;   // hist: [nseq, hist_w] u32, token of position i at i mod hist_w
 @group(0) @binding(2) var<storage, read_write> seq: array<u32>;    // seq: [nseq, 4] u32: len, stream, 0, 0
 @group(0) @binding(3) var<storage, read_write> cur: array<u32>;    // cur: [nseq] u32, the next step's input token
@@ -59,7 +61,7 @@ const NONE: u32 = 0xffffffffu;
 var<workgroup> mv: array<f32, 256>;           // per-invocation values (argmax, partial masses)
 var<workgroup> mi: array<u32, 256>;           // per-invocation ids / counts
 var<workgroup> bins: array<atomic<u32>, 256>;
-var<workgroup> cand_key: array<u32, CAP>;    // gathered candidates, in the order (id mod NT, id)
+var<workgroup> cand_key: array<u32, CAP>;    // gathered candidates, in the order (unit mod NT, id)
 var<workgroup> cand_m: array<f32, CAP>;      // ... their masses
 var<workgroup> cand_id: array<u32, CAP>;     // ... their ids
 var<workgroup> cand_l: array<f32, CAP>;      // ... their logits
@@ -69,21 +71,32 @@ var<workgroup> counter: atomic<u32>;
 var<workgroup> shared_u: vec4<u32>;
 var<workgroup> shared_f: vec4<f32>;
 
-const U: u32 = {{U}}u;       // loads in flight per invocation in a pass over the vocabulary (the loops
-                             // over them are unrolled, `#unroll uu U`: a loop would keep them in memory)
+const U: u32 = {{U}}u;       // unit loads in flight per invocation in a pass over the vocabulary (the
+                             // loops over them are unrolled, `#unroll uu U`: a loop would keep them in memory)
 
-// The logit of id i < V of the sequence at lb (clamped: a load past the end is issued but never used).
-fn lg(lb: u32, i: u32) -> f32 {
-  return logits[lb + min(i, p.vocab - 1u)];
+// Units (4 logits) of a row: ⌈V / 4⌉; ids past V in the last one are never used.
+fn units() -> u32 {
+  return (p.vocab + 3u) / 4u;
 }
 
-// U logits of ids i, i + NT, ..., i + (U − 1)·NT.
-fn load_u(lb: u32, i: u32) -> array<f32, U> {
-  var v: array<f32, U>;
+// U units j, j + NT, ..., j + (U − 1)·NT of the row at lb (in units; clamped: a load past the end is
+// issued but never used).
+fn load_u(lb: u32, j: u32) -> array<vec4<f32>, U> {
+  let last = units() - 1u;
+  var v: array<vec4<f32>, U>;
 #unroll uu U
-  v[{{uu}}] = lg(lb, i + {{uu}}u * NT);
+  v[{{uu}}] = logits[lb + min(j + {{uu}}u * NT, last)];
 #endunroll
   return v;
+}
+
+// The logit of id i of the row at lb (in units), and its update.
+fn logit(lb: u32, i: u32) -> f32 {
+  return logits[lb + i / 4u][i % 4u];
+}
+
+fn set_logit(lb: u32, i: u32, x: f32) {
+  logits[lb + i / 4u][i % 4u] = x;
 }
 
 fn neg_inf() -> f32 {
@@ -127,9 +140,16 @@ fn mass_above(tau: u32, tk: u32, gathered: bool, n: u32, lb: u32, mx: f32, inv_t
     }
   } else {
     let t = max(tau, tk);
-    for (var i = lid; i < p.vocab; i += NT) {
-      let l = logits[lb + i];
-      if (key_of(l) >= t) { s += mass(l, mx, inv_t); }
+    for (var j0 = lid; j0 < units(); j0 += U * NT) {
+      let ls = load_u(lb, j0);
+#unroll uu U
+#unroll c 4
+      {
+        let l = ls[{{uu}}][{{c}}];
+        if (4u * (j0 + {{uu}}u * NT) + {{c}}u < p.vocab && key_of(l) >= t) { s += mass(l, mx, inv_t); }
+      }
+#endunroll
+#endunroll
     }
   }
   return wg_sum(s, lid, sg_size);
@@ -172,14 +192,17 @@ fn kth_largest(source: u32, own: u32, n: u32, lb: u32, k: u32, lid: u32) -> u32 
         if ((key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
       }
     } else {
-      for (var i0 = lid; i0 < p.vocab; i0 += U * NT) {
-        let ls = load_u(lb, i0);
+      for (var j0 = lid; j0 < units(); j0 += U * NT) {
+        let ls = load_u(lb, j0);
 #unroll uu U
+#unroll c 4
         {
-          const u = {{uu}}u;
-          let key = key_of(ls[u]);
-          if (i0 + u * NT < p.vocab && (key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
+          let key = key_of(ls[{{uu}}][{{c}}]);
+          if (4u * (j0 + {{uu}}u * NT) + {{c}}u < p.vocab && (key & mask) == prefix) {
+            atomicAdd(&bins[(key >> shift) & 0xffu], 1u);
+          }
         }
+#endunroll
 #endunroll
       }
     }
@@ -194,15 +217,17 @@ fn kth_largest(source: u32, own: u32, n: u32, lb: u32, k: u32, lid: u32) -> u32 
 }
 
 // Counts the logits with keys ≥ t (the total to shared_n) and, when there are at most CAP, gathers them
-// with their masses, ids and logits in the order (id mod NT, id): invocation lid's own are at
+// with their masses, ids and logits in the order (unit mod NT, id): invocation lid's own are at
 // [result.x, result.x + result.y), in rising id order, as a pass over the vocabulary would visit them.
 fn gather_from(t: u32, lb: u32, mx: f32, inv_t: f32, lid: u32) -> vec2<u32> {
   let V = p.vocab;
   var own = 0u;
-  for (var i0 = lid; i0 < V; i0 += U * NT) {
-    let ls = load_u(lb, i0);
+  for (var j0 = lid; j0 < units(); j0 += U * NT) {
+    let ls = load_u(lb, j0);
 #unroll uu U
-    if (i0 + {{uu}}u * NT < V && key_of(ls[{{uu}}]) >= t) { own += 1u; }
+#unroll c 4
+    if (4u * (j0 + {{uu}}u * NT) + {{c}}u < V && key_of(ls[{{uu}}][{{c}}]) >= t) { own += 1u; }
+#endunroll
 #endunroll
   }
   mi[lid] = own;
@@ -220,12 +245,13 @@ fn gather_from(t: u32, lb: u32, mx: f32, inv_t: f32, lid: u32) -> vec2<u32> {
   let at0 = mi[lid];
   if (n <= CAP) {
     var at = at0;
-    for (var i0 = lid; i0 < V; i0 += U * NT) {
-      let ls = load_u(lb, i0);
+    for (var j0 = lid; j0 < units(); j0 += U * NT) {
+      let ls = load_u(lb, j0);
 #unroll uu U
+#unroll c 4
       {
-        let i = i0 + {{uu}}u * NT;
-        let l = ls[{{uu}}];
+        let i = 4u * (j0 + {{uu}}u * NT) + {{c}}u;
+        let l = ls[{{uu}}][{{c}}];
         let key = key_of(l);
         if (i < V && key >= t) {
           cand_key[at] = key;
@@ -235,6 +261,7 @@ fn gather_from(t: u32, lb: u32, mx: f32, inv_t: f32, lid: u32) -> vec2<u32> {
           at += 1u;
         }
       }
+#endunroll
 #endunroll
     }
   }
@@ -255,7 +282,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let sq = wg.y * nwg.x + wg.x;
   if (sq >= p.nseq) { return; }
   let V = p.vocab;
-  let lb = p.base_logits + sq * V;
+  let lb = (p.base_logits + sq * p.stride) / 4u; // the row, in units
   let hb = p.base_hist + sq * p.hist_w;
   let len = seq[p.base_seq + sq * 4u];
   let stream = seq[p.base_seq + sq * 4u + 1u];
@@ -264,24 +291,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   var raw_lse = 0.0;
   if ((p.flags & 1u) != 0u) {
     var m = neg_inf();
-    for (var i0 = lid; i0 < V; i0 += U * NT) {
-      let l = load_u(lb, i0);
+    for (var j0 = lid; j0 < units(); j0 += U * NT) {
+      let l = load_u(lb, j0);
 #unroll uu U
-      {
-        const u = {{uu}}u;
-        if (i0 + u * NT < V) { m = max(m, l[u]); }
-      }
+#unroll c 4
+      if (4u * (j0 + {{uu}}u * NT) + {{c}}u < V) { m = max(m, l[{{uu}}][{{c}}]); }
+#endunroll
 #endunroll
     }
     let gm = wg_max(m, lid, sg_size);
     var s = 0.0;
-    for (var i0 = lid; i0 < V; i0 += U * NT) {
-      let l = load_u(lb, i0);
+    for (var j0 = lid; j0 < units(); j0 += U * NT) {
+      let l = load_u(lb, j0);
 #unroll uu U
-      {
-        const u = {{uu}}u;
-        if (i0 + u * NT < V) { s += exp(l[u] - gm); }
-      }
+#unroll c 4
+      if (4u * (j0 + {{uu}}u * NT) + {{c}}u < V) { s += exp(l[{{uu}}][{{c}}] - gm); }
+#endunroll
 #endunroll
     }
     raw_lse = gm + log(wg_sum(s, lid, sg_size));
@@ -300,15 +325,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         }
       }
       if (first) {
-        let raw = logits[lb + t];
+        let raw = logit(lb, t);
         pen_raw[i] = raw;
-        logits[lb + t] = select(raw * p.penalty, raw / p.penalty, raw > 0.0);
+        set_logit(lb, t, select(raw * p.penalty, raw / p.penalty, raw > 0.0));
       }
     }
   }
   storageBarrier();
   workgroupBarrier();
-  if (lid == 0u && p.banned < V) { logits[lb + p.banned] = neg_inf(); }
+  if (lid == 0u && p.banned < V) { set_logit(lb, p.banned, neg_inf()); }
   storageBarrier();
   workgroupBarrier();
 
@@ -316,13 +341,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   var bm = neg_inf();
   var bi = NONE;
   var bad = 0u;
-  for (var i0 = lid; i0 < V; i0 += U * NT) {
-    let ls = load_u(lb, i0);
+  for (var j0 = lid; j0 < units(); j0 += U * NT) {
+    let ls = load_u(lb, j0);
 #unroll uu U
+#unroll c 4
     {
-      const u = {{uu}}u;
-      let i = i0 + u * NT;
-      let l = ls[u];
+      let i = 4u * (j0 + {{uu}}u * NT) + {{c}}u;
+      let l = ls[{{uu}}][{{c}}];
       if (i < V) {
         let bits = bitcast<u32>(l) & 0x7fffffffu;
         if (bits > 0x7f800000u || bitcast<u32>(l) == 0x7f800000u) { bad = 1u; }
@@ -332,6 +357,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         }
       }
     }
+#endunroll
 #endunroll
   }
   if (lid == 0u) { atomicStore(&counter, 0u); }
@@ -403,7 +429,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       }
       tp = max(tau, tk);
     }
-    // 6, 7. min-p, then the draw by inverse CDF in the order (id mod 256, id): over the invocation's own
+    // 6, 7. min-p, then the draw by inverse CDF in the order (unit mod 256, id): over the invocation's own
     // candidates when gathered (they hold every kept token, in that order), else over its ids
     var part = 0.0;
     var count = 0u;
@@ -418,19 +444,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         }
       }
     } else {
-      for (var i0 = lid; i0 < V; i0 += U * NT) {
-        let ls = load_u(lb, i0);
+      for (var j0 = lid; j0 < units(); j0 += U * NT) {
+        let ls = load_u(lb, j0);
 #unroll uu U
+#unroll c 4
         {
-          const u = {{uu}}u;
-          let l = ls[u];
+          let l = ls[{{uu}}][{{c}}];
           let m = mass(l, mx, inv_t);
-          if (i0 + u * NT < V && key_of(l) >= tp && m >= p.min_p) {
+          if (4u * (j0 + {{uu}}u * NT) + {{c}}u < V && key_of(l) >= tp && m >= p.min_p) {
             part += m;
             count += 1u;
             smallest = min(smallest, l);
           }
         }
+#endunroll
 #endunroll
       }
     }
@@ -495,23 +522,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
           }
         }
       }
-      for (var i0 = lid; i0 < V && found == NONE && !gathered; i0 += U * NT) {
-        let ls = load_u(lb, i0);
+      for (var j0 = lid; j0 < units() && found == NONE && !gathered; j0 += U * NT) {
+        let ls = load_u(lb, j0);
 #unroll uu U
+#unroll cc 4
         {
-          const u = {{uu}}u;
-          let i = i0 + u * NT;
-          let l = ls[u];
+          let i = 4u * (j0 + {{uu}}u * NT) + {{cc}}u;
+          let l = ls[{{uu}}][{{cc}}];
           let m = mass(l, mx, inv_t);
-          if (i < V && key_of(l) >= tp && m >= p.min_p && m > 0.0) {
+          if (found == NONE && i < V && key_of(l) >= tp && m >= p.min_p && m > 0.0) {
             last = i;
             c += m;
-            if (c > pf.y) {
-              found = i;
-              break;
-            }
+            if (c > pf.y) { found = i; }
           }
         }
+#endunroll
 #endunroll
       }
       if (found == NONE) { found = last; }
@@ -535,7 +560,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (chosen != NONE) {
       let first = atomicLoad(&counter);
       var raw = 0.0;
-      if (first != NONE) { raw = pen_raw[first]; } else { raw = logits[lb + chosen]; }
+      if (first != NONE) { raw = pen_raw[first]; } else { raw = logit(lb, chosen); }
       lp = raw - raw_lse;
     }
     let o = p.base_out + (p.out_row * p.nseq + sq) * 2u;

@@ -22,6 +22,18 @@ export function samplerUniform(seed: number, stream: number, position: number): 
   return (h >>> 8) / 16777216;
 }
 
+/** The ids of a vocabulary of V in the sampler's draw order: (unit mod 256, id), unit = ⌊id / 4⌋. */
+export function drawOrder(V: number): number[] {
+  const order: number[] = [];
+  const units = Math.ceil(V / 4);
+  for (let t = 0; t < 256; t++) {
+    for (let u = t; u < units; u += 256) {
+      for (let i = 4 * u; i < Math.min(4 * u + 4, V); i++) order.push(i);
+    }
+  }
+  return order;
+}
+
 export interface SampleRef {
   /** logits after the penalty and the ban */
   logits: Float64Array;
@@ -40,8 +52,8 @@ export interface SampleRef {
  * The sampler's rules: penalty on the distinct `window` tokens (logit > 0 ? /penalty : ×penalty), the banned
  * token → −∞; greedy: argmax, lowest id. Else m_i = exp((l_i − max)/temp); top-k keeps logits ≥ the k-th
  * largest; top-p the smallest set of the largest logits whose mass reaches top_p × the top-k mass (ties at its
- * last logit kept); min-p keeps m_i ≥ min_p. The draw: the first kept token in the order (id mod 256, id)
- * whose cumulative mass exceeds u × the kept mass.
+ * last logit kept); min-p keeps m_i ≥ min_p. The draw: the first kept token in drawOrder whose cumulative
+ * mass exceeds u × the kept mass.
  */
 export function sampleRef(logits: Num, window: readonly number[], s: SamplerSettings, u: number): SampleRef {
   const V = logits.length;
@@ -84,15 +96,13 @@ export function sampleRef(logits: Num, window: readonly number[], s: SamplerSett
   let smallest = Infinity;
   for (let i = 0; i < V; i++) if (kept[i]) smallest = Math.min(smallest, l[i]);
   let chosen = -1, cum = 0, last = -1;
-  for (let t = 0; t < 256 && chosen < 0; t++) {
-    for (let i = t; i < V; i += 256) {
-      if (!kept[i] || m[i] === 0) continue;
-      last = i;
-      cum += m[i];
-      if (cum > u * z) {
-        chosen = i;
-        break;
-      }
+  for (const i of drawOrder(V)) {
+    if (!kept[i] || m[i] === 0) continue;
+    last = i;
+    cum += m[i];
+    if (cum > u * z) {
+      chosen = i;
+      break;
     }
   }
   return { logits: l, kept, probs, keptMass: z, threshold: smallest, chosen: chosen < 0 ? last : chosen };

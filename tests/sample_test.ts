@@ -2,8 +2,14 @@ import assert from "node:assert/strict";
 import type { Gpu } from "../core/gpu.ts";
 import { Rng } from "../core/random.ts";
 import { Tensor } from "../core/tensor.ts";
-import { NO_TOKEN, SAMPLER_GATHER, type SamplerSettings, sampleTokens } from "../kernels/sample.ts";
-import { sampleRef, samplerUniform } from "../kernels/sample_ref.ts";
+import {
+  NO_TOKEN,
+  SAMPLER_GATHER,
+  type SamplerSettings,
+  samplerStride,
+  sampleTokens,
+} from "../kernels/sample.ts";
+import { drawOrder, sampleRef, samplerUniform } from "../kernels/sample_ref.ts";
 import { gpuTest, testGpu } from "./_gpu.ts";
 
 const BASE: SamplerSettings = {
@@ -36,14 +42,11 @@ interface Drawn {
 
 /** One sampling dispatch over several sequences; returns what the kernel wrote for each. */
 async function draw(gpu: Gpu, seqs: Seq[], s: SamplerSettings, histW = 64): Promise<Drawn[]> {
-  const n = seqs.length, V = seqs[0].logits.length;
-  const logits = Tensor.from(
-    gpu,
-    Float32Array.from(seqs.flatMap((q) => [...q.logits])),
-    [n, V],
-    "f32",
-    "logits",
-  );
+  const n = seqs.length, V = seqs[0].logits.length, stride = samplerStride(V);
+  // rows padded to a multiple of 4 with values the sampler must never look at
+  const rows = new Float32Array(n * stride).fill(1e30);
+  seqs.forEach((q, b) => rows.set(q.logits, b * stride));
+  const logits = Tensor.from(gpu, rows, [n, stride], "f32", "logits");
   const ring = new Uint32Array(n * histW);
   const seqInfo = new Uint32Array(n * 4);
   seqs.forEach((q, b) => {
@@ -58,7 +61,8 @@ async function draw(gpu: Gpu, seqs: Seq[], s: SamplerSettings, histW = 64): Prom
   const info = Tensor.empty(gpu, [n, 4], "f32", "info");
   gpu.run(
     "sample test",
-    (step) => sampleTokens(step, { logits, hist, seq, cur, out, info, nseq: n, vocab: V, histW }, s, 1),
+    (step) =>
+      sampleTokens(step, { logits, stride, hist, seq, cur, out, info, nseq: n, vocab: V, histW }, s, 1),
   );
   const o = (await out.read()) as Uint32Array;
   const inf = await info.readF32();
@@ -80,12 +84,10 @@ async function draw(gpu: Gpu, seqs: Seq[], s: SamplerSettings, histW = 64): Prom
 /** Distance of u·Z from the nearest cumulative boundary of the reference's draw order, relative to Z. */
 function boundaryDistance(probs: Float64Array, u: number): number {
   let cum = 0, best = Infinity;
-  for (let t = 0; t < 256; t++) {
-    for (let i = t; i < probs.length; i += 256) {
-      if (probs[i] === 0) continue;
-      cum += probs[i];
-      best = Math.min(best, Math.abs(cum - u));
-    }
+  for (const i of drawOrder(probs.length)) {
+    if (probs[i] === 0) continue;
+    cum += probs[i];
+    best = Math.min(best, Math.abs(cum - u));
   }
   return best;
 }
@@ -153,9 +155,10 @@ Deno.test(
     for (const [label, over] of cases) {
       for (const V of [1000, 300]) await checkAgainstRef(gpu, V, { ...BASE, ...over }, rng, label);
     }
-    // Vocabularies over 2048 = 8 loads × 256 invocations: passes of several strides, a partial last one.
+    // Vocabularies over 8192 = 8 loads of 4 logits × 256 invocations: passes of several strides, a partial
+    // last one and a partial last unit.
     for (const [label, over] of [cases[0], cases[4], cases[5], cases[11]]) {
-      await checkAgainstRef(gpu, 4999, { ...BASE, ...over }, rng, `${label}, V = 4999`);
+      await checkAgainstRef(gpu, 20001, { ...BASE, ...over }, rng, `${label}, V = 20001`);
     }
     // Top-k from the invocations' maxima: k at and past the 256 invocations, a vocabulary smaller than the
     // workgroup (invocations without ids), and ties that leave too many candidates (the full passes).
@@ -232,6 +235,27 @@ Deno.test("sampler: non-finite logits and an all-banned vocabulary give no token
   });
   assert.equal(c.token, NO_TOKEN);
 });
+
+Deno.test(
+  "sampler: rows of logits must be a multiple of 4 long (they are read as vec4)",
+  gpuTest,
+  async () => {
+    const gpu = await testGpu();
+    const [t, info] = [0, 1].map((i) => Tensor.empty(gpu, [64], "f32", `t${i}`));
+    const [hist, seq, cur, out] = [0, 1, 2, 3].map((i) => Tensor.empty(gpu, [64], "u32", `u${i}`));
+    const bufs = { logits: t, hist, seq, cur, out, info, nseq: 2, vocab: 6, histW: 1 };
+    for (const stride of [undefined, 5, 10]) {
+      assert.throws(
+        () => gpu.run("x", (step) => sampleTokens(step, { ...bufs, stride }, BASE, 0)),
+        /rows of (6|5|10) logits \(a multiple of 4, ≥ 6/,
+      );
+    }
+    assert.equal(samplerStride(6), 8);
+    gpu.run("x", (step) => sampleTokens(step, { ...bufs, stride: 8 }, BASE, 0));
+    await gpu.sync();
+    [t, info, hist, seq, cur, out].forEach((x) => x.destroy());
+  },
+);
 
 Deno.test(
   "sampler: draws follow the filtered distribution (inverse CDF of a uniform hash)",
