@@ -130,6 +130,8 @@ export class Generator {
   /** the logits hold a prefill's last position, not yet sampled */
   #pendingSample = false;
   #forwardPlan: DispatchPlan | null = null;
+  /** the sampler's dispatches per row of the chunk, made when first used */
+  #samplePlans: DispatchPlan[] = [];
   /** f16 copies of the GEMV weights by their element offset in the model's parameters (weights: "f16") */
   #half = new Map<number, Tensor>();
   readonly weights: DecodeWeights;
@@ -377,21 +379,24 @@ export class Generator {
    * bindings of Step.dispatch, with the submits, cost 7–11 µs per dispatch on the H200's host, more than the GPU's time for a round of tnl-385m).
    */
   encodeForward(step: Step): void {
-    if (!this.#forwardPlan) {
-      const calls: DispatchCall[] = [];
-      const recorder = {
-        gpu: this.gpu,
-        dispatch: (
-          kernel: Kernel,
-          ranges: readonly BufferRange[],
-          params: ArrayBufferView | null,
-          grid: Grid,
-        ) => calls.push({ kernel, ranges, params, grid }),
-      };
-      this.#encodeForward(recorder as unknown as Step);
-      this.#forwardPlan = new DispatchPlan(this.gpu, "decode forward", calls);
-    }
+    this.#forwardPlan ??= this.#record("decode forward", (s) => this.#encodeForward(s));
     step.replay(this.#forwardPlan);
+  }
+
+  /** The dispatches `encode` makes, checked and bound once into a plan. */
+  #record(label: string, encode: (step: Step) => void): DispatchPlan {
+    const calls: DispatchCall[] = [];
+    const recorder = {
+      gpu: this.gpu,
+      dispatch: (
+        kernel: Kernel,
+        ranges: readonly BufferRange[],
+        params: ArrayBufferView | null,
+        grid: Grid,
+      ) => calls.push({ kernel, ranges, params, grid }),
+    };
+    encode(recorder as unknown as Step);
+    return new DispatchPlan(this.gpu, label, calls);
   }
 
   #encodeForward(step: Step): void {
@@ -478,8 +483,19 @@ export class Generator {
     });
   }
 
-  /** Draws every sequence's next token into row `row` of the chunk (and into `cur` for the next round). */
+  /**
+   * Draws every sequence's next token into row `row` of the chunk (and into `cur` for the next round), from
+   * a plan per row (the settings are the generator's).
+   */
   encodeSample(step: Step, row: number): void {
+    if (!Number.isInteger(row) || row < 0 || row >= this.maxChunk) {
+      throw new TnlError("internal", `generator: sample row ${row} (0..${this.maxChunk - 1})`);
+    }
+    this.#samplePlans[row] ??= this.#record(`decode sample ${row}`, (s) => this.#encodeSample(s, row));
+    step.replay(this.#samplePlans[row]);
+  }
+
+  #encodeSample(step: Step, row: number): void {
     sampleTokens(
       step,
       {
@@ -592,6 +608,8 @@ export class Generator {
   destroy(): void {
     this.#forwardPlan?.destroy();
     this.#forwardPlan = null;
+    for (const p of this.#samplePlans) p?.destroy();
+    this.#samplePlans = [];
     for (const t of this.#tensors) t.destroy();
     for (const a of this.#prefillActs.values()) a.destroy();
     this.#prefillActs.clear();

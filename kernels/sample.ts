@@ -77,9 +77,9 @@ export function samplerIterations(vocab: number, window: number): number {
   // A pass over the vocabulary: ⌈per / U⌉ iterations of U loads (their uses are unrolled; counted as if
   // not, as before, which leaves a margin).
   const pass = Math.ceil(per / SAMPLE_LOADS) * (SAMPLE_LOADS + 1);
-  // The candidate path (two radix selects of 4 rounds over ≤ 512 keys, a count and a gather pass, loops
-  // over ≤ CAP candidates) and the full-pass path are both counted.
-  const candidates = 2 * 4 * 260 + 2 * pass + 256 + 2 * SAMPLER_GATHER;
+  // The candidate path (two selects by rank: 256 and 2 × 512 comparisons; a count pass, an 8-step scan and
+  // a gather pass; loops over ≤ CAP candidates) and the full-pass path are both counted.
+  const candidates = 258 + 2 * SAMPLER_GATHER + 2 + 2 * pass + 16 + 2 * SAMPLER_GATHER;
   return 2 * pass + 64 + Math.ceil(window / 256) * window + pass + 8 + 4 * (pass + 257) + candidates +
     (2 * pass + 256 + 33 * pass + 33 * 40) + 2 * pass + 512;
 }

@@ -6,9 +6,10 @@
 //   3. temp = 0: argmax, the lowest id on ties. Otherwise, with m_i = exp((l_i − max)/temp):
 //   4. top-k: the k-th largest logit by a radix select on the order-preserving u32 keys of the floats
 //      (4 rounds of 8-bit histograms); ties at the k-th value are all kept. For k ≤ 256 the candidates
-//      are first narrowed to the logits ≥ the k-th largest of the invocations' own maxima and gathered in
-//      workgroup memory (one count and one gather pass), and the select, top-p, min-p and the draw work
-//      on them in the same order and with the same sums as passes over the vocabulary would;
+//      are first narrowed to the logits ≥ the k-th largest of the invocations' own maxima (by rank) and
+//      gathered in workgroup memory (one count and one gather pass), and the select (by rank), top-p,
+//      min-p and the draw work on them in the same order and with the same sums as passes over the
+//      vocabulary would;
 //   5. top-p: the largest key threshold τ whose kept mass Σ_{key ≥ τ} m is still ≥ top_p × the top-k mass,
 //      found bit by bit (32 rounds of a mass sum) over the top-k candidates, gathered in workgroup memory
 //      when there are at most CAP of them;
@@ -68,6 +69,7 @@ var<workgroup> cand_l: array<f32, CAP>;      // ... their logits
 var<workgroup> shared_n: u32;
 var<workgroup> pen_raw: array<f32, PMAX>;     // raw logit of a penalized token, at its first window entry
 var<workgroup> counter: atomic<u32>;
+var<workgroup> kth: atomic<u32>;
 var<workgroup> shared_u: vec4<u32>;
 var<workgroup> shared_f: vec4<f32>;
 
@@ -169,14 +171,31 @@ fn pick_digit(remaining: u32) -> vec4<u32> {
   return vec4<u32>(d, remaining - cum, 0u, 0u);
 }
 
-// Where a radix select counts its keys: one key per invocation (`own`), the n gathered candidates, or the
-// whole vocabulary of the sequence at lb.
-const FROM_OWN: u32 = 0u;
-const FROM_CANDS: u32 = 1u;
-const FROM_VOCAB: u32 = 2u;
+// The k-th largest (ties counted) of at most CAP keys in workgroup memory (`keys_in_mi`: the NT keys in mi,
+// else the n gathered candidates), by rank: the smallest key with fewer than k keys above it. Every
+// invocation compares its keys with all of them (broadcast reads): a few µs, where radix rounds over so few
+// keys contend on a handful of bins. Uniform control flow.
+fn kth_by_rank(keys_in_mi: bool, n: u32, k: u32, lid: u32) -> u32 {
+  if (lid == 0u) { atomicStore(&kth, NONE); }
+  workgroupBarrier();
+  let total = select(n, NT, keys_in_mi);
+  for (var e = lid; e < total; e += NT) {
+    let x = select(cand_key[e], mi[e], keys_in_mi);
+    var above = 0u;
+    for (var j = 0u; j < total; j++) {
+      let y = select(cand_key[j], mi[j], keys_in_mi);
+      above += select(0u, 1u, y > x);
+    }
+    if (above < k) { atomicMin(&kth, x); }
+  }
+  workgroupBarrier();
+  if (lid == 0u) { shared_u = vec4<u32>(atomicLoad(&kth), 0u, 0u, 0u); }
+  return workgroupUniformLoad(&shared_u).x;
+}
 
-// The k-th largest key (ties counted) of the keys `source` names, by 4 rounds of 8-bit histograms.
-fn kth_largest(source: u32, own: u32, n: u32, lb: u32, k: u32, lid: u32) -> u32 {
+// The k-th largest key (ties counted) of the logits of the sequence at lb, by 4 rounds of 8-bit histograms
+// over the whole vocabulary.
+fn kth_largest(lb: u32, k: u32, lid: u32) -> u32 {
   var prefix = 0u;
   var mask = 0u;
   var remaining = k;
@@ -184,27 +203,18 @@ fn kth_largest(source: u32, own: u32, n: u32, lb: u32, k: u32, lid: u32) -> u32 
     let shift = 24u - 8u * round;
     atomicStore(&bins[lid], 0u);
     workgroupBarrier();
-    if (source == FROM_OWN) {
-      if ((own & mask) == prefix) { atomicAdd(&bins[(own >> shift) & 0xffu], 1u); }
-    } else if (source == FROM_CANDS) {
-      for (var i = lid; i < n; i += NT) {
-        let key = cand_key[i];
-        if ((key & mask) == prefix) { atomicAdd(&bins[(key >> shift) & 0xffu], 1u); }
-      }
-    } else {
-      for (var j0 = lid; j0 < units(); j0 += U * NT) {
-        let ls = load_u(lb, j0);
+    for (var j0 = lid; j0 < units(); j0 += U * NT) {
+      let ls = load_u(lb, j0);
 #unroll uu U
 #unroll c 4
-        {
-          let key = key_of(ls[{{uu}}][{{c}}]);
-          if (4u * (j0 + {{uu}}u * NT) + {{c}}u < p.vocab && (key & mask) == prefix) {
-            atomicAdd(&bins[(key >> shift) & 0xffu], 1u);
-          }
+      {
+        let key = key_of(ls[{{uu}}][{{c}}]);
+        if (4u * (j0 + {{uu}}u * NT) + {{c}}u < p.vocab && (key & mask) == prefix) {
+          atomicAdd(&bins[(key >> shift) & 0xffu], 1u);
         }
-#endunroll
-#endunroll
       }
+#endunroll
+#endunroll
     }
     workgroupBarrier();
     if (lid == 0u) { shared_u = pick_digit(remaining); }
@@ -230,19 +240,19 @@ fn gather_from(t: u32, lb: u32, mx: f32, inv_t: f32, lid: u32) -> vec2<u32> {
 #endunroll
 #endunroll
   }
+  // exclusive prefix sum of the counts over the invocations (Hillis–Steele in mi)
   mi[lid] = own;
   workgroupBarrier();
-  if (lid == 0u) {
-    var total = 0u;
-    for (var j = 0u; j < NT; j++) {
-      let c = mi[j];
-      mi[j] = total;
-      total += c;
-    }
-    shared_n = total;
+  for (var off = 1u; off < NT; off <<= 1u) {
+    var below = 0u;
+    if (lid >= off) { below = mi[lid - off]; }
+    workgroupBarrier();
+    mi[lid] += below;
+    workgroupBarrier();
   }
+  if (lid == NT - 1u) { shared_n = mi[lid]; }
   let n = workgroupUniformLoad(&shared_n);
-  let at0 = mi[lid];
+  let at0 = mi[lid] - own;
   if (n <= CAP) {
     var at = at0;
     for (var j0 = lid; j0 < units(); j0 += U * NT) {
@@ -405,13 +415,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var own = vec2<u32>(0u, 0u); // this invocation's candidates: [own.x, own.x + own.y)
     if (p.top_k > 0u && p.top_k < V) {
       if (p.top_k <= NT) {
-        let t1 = kth_largest(FROM_OWN, key_of(bm), 0u, lb, p.top_k, lid);
+        mi[lid] = key_of(bm); // mi's argmax partials were read before `top` was loaded
+        let t1 = kth_by_rank(true, 0u, p.top_k, lid);
         own = gather_from(t1, lb, mx, inv_t, lid);
         n = workgroupUniformLoad(&shared_n);
         gathered = n <= CAP;
-        if (gathered) { tk = kth_largest(FROM_CANDS, 0u, n, lb, p.top_k, lid); }
+        if (gathered) { tk = kth_by_rank(false, n, p.top_k, lid); }
       }
-      if (!gathered) { tk = kth_largest(FROM_VOCAB, 0u, 0u, lb, p.top_k, lid); }
+      if (!gathered) { tk = kth_largest(lb, p.top_k, lid); }
     }
     // 5. top-p threshold; the top-k candidates are gathered first (when few) if step 4 did not
     var tp = tk;
