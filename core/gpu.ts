@@ -132,6 +132,8 @@ export class Gpu {
    * 22.3: docs/webgpu.md); dispatchers split longer work across dispatches. Infinity elsewhere.
    */
   readonly loopLimit: number;
+  /** Mesa's llvmpipe (lavapipe, the GL software adapter): the GPU is the CPU, and compiles are slow. */
+  readonly software: boolean;
 
   #lost: GPUDeviceLostInfo | null = null;
   #closing = false;
@@ -167,7 +169,8 @@ export class Gpu {
     this.limits = lim;
     const deviceMax = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
     this.maxBindingBytes = Math.floor(Math.min(deviceMax, maxBindingBytes ?? Infinity) / 4) * 4;
-    this.loopLimit = loopLimit ?? (/llvmpipe/i.test(adapter.description) ? 65535 : Infinity);
+    this.software = /llvmpipe/i.test(adapter.description);
+    this.loopLimit = loopLimit ?? (this.software ? 65535 : Infinity);
     device.addEventListener("uncapturederror", (ev) => {
       const err = (ev as GPUUncapturedErrorEvent).error;
       this.#record(new TnlError("gpu", `GPU error: ${squash(err.message)}`));

@@ -3,7 +3,7 @@
 // decode step reads it. Nothing is read back here.
 
 import { TnlError } from "../core/errors.ts";
-import type { Step } from "../core/gpu.ts";
+import type { Gpu, Step } from "../core/gpu.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { cachedDef, grid1d, packParams, withReduceLib } from "./wgsl.ts";
 import source from "./sample.wgsl" with { type: "text" };
@@ -15,7 +15,15 @@ export const SAMPLER_GATHER = 512;
 /** The token written where no token could be drawn (non-finite logits, or every token banned). */
 export const NO_TOKEN = 0xffffffff;
 /** Loads in flight per invocation in the sampler's passes over the vocabulary (sample.wgsl's U). */
-export const SAMPLE_LOADS = 8;
+/**
+ * Units of 4 logits each invocation loads before using them, in a pass over the vocabulary: 8 on a GPU (one
+ * workgroup per sequence is latency-bound: H200, greedy 23 → 16 µs from 8 scalar loads to 8 units); 2 on
+ * Mesa's llvmpipe, where the passes' unrolled bodies (U × 4 copies) would only lengthen a slow compile (GL:
+ * 104 s cold with 8 scalar loads, 165 s with 8 units).
+ */
+export function sampleLoads(gpu: Gpu): number {
+  return gpu.software ? 2 : 8;
+}
 
 export interface SamplerSettings {
   /** 0 = greedy (argmax, lowest id on ties) */
@@ -58,10 +66,10 @@ export interface SamplerBuffers {
   histW: number;
 }
 
-const def = (subgroups: boolean) =>
-  cachedDef(`sample/${subgroups}/${SAMPLE_LOADS}`, () => ({
-    name: "sample",
-    code: withReduceLib("sample", source, { SUBGROUPS: subgroups, U: SAMPLE_LOADS }),
+const def = (subgroups: boolean, loads: number) =>
+  cachedDef(`sample/${subgroups}/${loads}`, () => ({
+    name: `sample-u${loads}`,
+    code: withReduceLib("sample", source, { SUBGROUPS: subgroups, U: loads }),
     bindings: ["rw", "rw", "rw", "rw", "rw", "rw"],
     paramBytes: 20 * 4,
   }));
@@ -72,11 +80,11 @@ export function samplerStride(vocab: number): number {
   return Math.ceil(vocab / 4) * 4;
 }
 
-export function samplerIterations(vocab: number, window: number): number {
+export function samplerIterations(vocab: number, window: number, loads: number): number {
   const per = Math.ceil(vocab / 1024); // units of 4 per invocation
   // A pass over the vocabulary: ⌈per / U⌉ iterations of U loads (their uses are unrolled; counted as if
   // not, as before, which leaves a margin).
-  const pass = Math.ceil(per / SAMPLE_LOADS) * (SAMPLE_LOADS + 1);
+  const pass = Math.ceil(per / loads) * (loads + 1);
   // The candidate path (two selects by rank: 256 and 2 × 512 comparisons; a count pass, an 8-step scan and
   // a gather pass; loops over ≤ CAP candidates) and the full-pass path are both counted.
   const candidates = 258 + 2 * SAMPLER_GATHER + 2 + 2 * pass + 16 + 2 * SAMPLER_GATHER;
@@ -117,7 +125,8 @@ export function sampleTokens(step: Step, b: SamplerBuffers, s: SamplerSettings, 
   if (s.repeatLastN > histW) {
     throw new TnlError("internal", `sampler: window ${s.repeatLastN} > ring ${histW}`);
   }
-  const iterations = samplerIterations(vocab, s.repeatLastN);
+  const loads = sampleLoads(step.gpu);
+  const iterations = samplerIterations(vocab, s.repeatLastN, loads);
   if (iterations > step.gpu.loopLimit) {
     throw new TnlError(
       "gpu",
@@ -148,7 +157,7 @@ export function sampleTokens(step: Step, b: SamplerBuffers, s: SamplerSettings, 
     throw new TnlError("internal", `sampler: logits '${b.logits.label}' start off a multiple of 4`);
   }
   step.dispatch(
-    step.gpu.kernel(def(step.gpu.features.subgroups)),
+    step.gpu.kernel(def(step.gpu.features.subgroups, loads)),
     views,
     packParams([
       [vocab, "u32"],

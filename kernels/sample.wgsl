@@ -19,8 +19,8 @@
 // The logits are read in units of 4 (vec4; rows of `stride` logits, a multiple of 4): invocation t owns
 // the units t, t + 256, ...: every pass is a coalesced strided loop and every sum has a fixed order, so the
 // same seed gives the same tokens on a device. One workgroup per sequence has few loads in flight, so the
-// passes over the vocabulary issue U = 8 unit loads (units j, j + 256, ..., j + 7·256: 32 logits) before
-// using them, in the same order as one at a time. The chosen token goes to cur (the next
+// passes over the vocabulary issue U unit loads (units j, j + 256, ..., j + (U − 1)·256; U = 8 on a GPU:
+// 32 logits) before using them, in the same order as one at a time. The chosen token goes to cur (the next
 // step's input), the history ring, and row out_row of out (with its log-probability); len advances.
 
 struct Params {
