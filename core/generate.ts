@@ -40,7 +40,10 @@ export interface GeneratorOptions {
   sampling: SamplerSettings;
   /** most rounds one chunk holds (rows of the token buffer read back); default 256 */
   maxChunk?: number;
-  /** rounds per submit inside a chunk (the host encodes the next while the GPU runs one); default 8 */
+  /**
+   * most rounds per submit (the host encodes the next while the GPU runs one; a chunk's submits grow 1, 2, 4,
+   * … up to it, so an idle GPU starts at once); default 8
+   */
   roundsPerSubmit?: number;
   /**
    * most prompt tokens per prefill forward (default PREFILL_CHUNK): a longer prompt is prefilled in chunks,

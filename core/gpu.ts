@@ -595,9 +595,10 @@ export class DispatchPlan {
     kernel: Kernel;
     storage: GPUBindGroup;
     params: GPUBindGroup | null;
-    offset: number;
     grid: [number, number, number];
   }[] = [];
+  /** Each item's dynamic offset into the parameter buffer, for setBindGroup's typed-array form (ONE_OFFSET). */
+  readonly offsets: Uint32Array;
   readonly #buffers: GPUBuffer[];
   #paramBuffer: GPUBuffer | null = null;
   #destroyed = false;
@@ -620,6 +621,7 @@ export class DispatchPlan {
       );
     }
     const paramGroups = new Map<number, GPUBindGroup>();
+    const kept: number[] = []; // the offsets of the calls that became items (empty grids are dropped)
     calls.forEach((c, i) => {
       const [x, y, z] = checked[i];
       if (x === 0 || y === 0 || z === 0) return;
@@ -643,17 +645,14 @@ export class DispatchPlan {
         kernel: c.kernel,
         storage: gpu.storageBindGroup(c.kernel, c.ranges),
         params,
-        offset: offsets[i],
         grid: [x, y, z],
       });
+      kept.push(offsets[i]);
     });
     if (this.#paramBuffer) gpu.device.queue.writeBuffer(this.#paramBuffer, 0, host, 0, bytes);
     this.#buffers = [...new Set(calls.flatMap((c) => c.ranges.map((r) => r.buffer)))];
-    this.offsets = Uint32Array.from(this.items, (d) => d.offset);
+    this.offsets = Uint32Array.from(kept);
   }
-
-  /** The items' dynamic offsets, for setBindGroup's typed-array form (see ONE_OFFSET). */
-  readonly offsets: Uint32Array;
 
   /** Throws if a buffer the plan binds was destroyed since (or the plan itself). */
   checkAlive(): void {

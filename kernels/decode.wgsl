@@ -67,52 +67,32 @@ fn wv4(i: u32) -> vec4<f32> {
 }
 #endif
 
-// a's unit i of sequence b alone, and the factor PROD multiplies it by.
+// a's unit i of sequence b (a vec4 with VEC), the factor PROD multiplies it by, and their product.
 #if VEC
-fn ain(b: u32, i: u32) -> vec4<f32> { return a[(p.base_a + b * p.a_stride) / 4u + i]; }
-fn bin(b: u32, i: u32) -> vec4<f32> { return bb[(p.base_b + b * p.b_stride) / 4u + i]; }
-fn sq(v: vec4<f32>) -> f32 { return dot(v, v); }
+alias unit = vec4<f32>;
+const UNIT: u32 = 4u;
+fn sq(v: unit) -> f32 { return dot(v, v); }
 #else
-fn ain(b: u32, i: u32) -> f32 { return a[p.base_a + b * p.a_stride + i]; }
-fn bin(b: u32, i: u32) -> f32 { return bb[p.base_b + b * p.b_stride + i]; }
-fn sq(v: f32) -> f32 { return v * v; }
+alias unit = f32;
+const UNIT: u32 = 1u;
+fn sq(v: unit) -> f32 { return v * v; }
 #endif
+fn ain(b: u32, i: u32) -> unit { return a[(p.base_a + b * p.a_stride) / UNIT + i]; }
+fn bin(b: u32, i: u32) -> unit { return bb[(p.base_b + b * p.b_stride) / UNIT + i]; }
 
-#if VEC
-fn xin(b: u32, i: u32) -> vec4<f32> {
+fn xin(b: u32, i: u32) -> unit {
 #if PROD
-  return a[(p.base_a + b * p.a_stride) / 4u + i] * bb[(p.base_b + b * p.b_stride) / 4u + i];
+  return ain(b, i) * bin(b, i);
 #else
-  return a[(p.base_a + b * p.a_stride) / 4u + i];
+  return ain(b, i);
 #endif
 }
-#else
-fn xin(b: u32, i: u32) -> f32 {
-#if PROD
-  return a[p.base_a + b * p.a_stride + i] * bb[p.base_b + b * p.b_stride + i];
-#else
-  return a[p.base_a + b * p.a_stride + i];
-#endif
-}
-#endif
 
 // This invocation's share of Σ_c a[b, c]² (the SRMSNorm of `a`): the units first, first + stride, ...
 // (vec4 units with VEC).
 fn partial_sq(b: u32, first: u32, stride: u32) -> f32 {
   var ss = 0.0;
-#if VEC
-  let a0 = (p.base_a + b * p.a_stride) / 4u;
-  for (var i = first; i < p.cols / 4u; i += stride) {
-    let v = a[a0 + i];
-    ss += dot(v, v);
-  }
-#else
-  let a0 = p.base_a + b * p.a_stride;
-  for (var i = first; i < p.cols; i += stride) {
-    let v = a[a0 + i];
-    ss = fma(v, v, ss);
-  }
-#endif
+  for (var i = first; i < p.cols / UNIT; i += stride) { ss += sq(ain(b, i)); }
   return ss;
 }
 
@@ -132,13 +112,8 @@ fn mac(wv: f32, x: f32) -> f32 { return wv * x; }
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {
   let o = (wg.y * nwg.x + wg.x) * R + lid / S;
-#if VEC
-  let units = p.cols / 4u;
-  let wrow = (p.base_w + o * p.cols) / 4u;
-#else
-  let units = p.cols;
-  let wrow = p.base_w + o * p.cols;
-#endif
+  let units = p.cols / UNIT;
+  let wrow = (p.base_w + o * p.cols) / UNIT;
   // Σ a² of the NORM comes from the same loads as the products (lane takes the same units of a in both),
   // so the norm adds no dependent round trip to the weights' loads.
   var acc: array<f32, NB>;

@@ -112,7 +112,14 @@ export function checkSamplerSettings(s: SamplerSettings, vocab: number): void {
 }
 
 /** Draws one token per sequence into row `outRow` of b.out (and b.cur, b.hist; b.seq's len advances). */
-export function sampleTokens(step: Step, b: SamplerBuffers, s: SamplerSettings, outRow: number): void {
+export function sampleTokens(
+  step: Step,
+  b: SamplerBuffers,
+  s: SamplerSettings,
+  outRow: number,
+  /** unit loads in flight per pass (tests run both forms on any adapter) */
+  loads: number = sampleLoads(step.gpu),
+): void {
   checkSamplerSettings(s, b.vocab);
   const { nseq, vocab, histW } = b;
   const stride = b.stride ?? vocab;
@@ -125,7 +132,9 @@ export function sampleTokens(step: Step, b: SamplerBuffers, s: SamplerSettings, 
   if (s.repeatLastN > histW) {
     throw new TnlError("internal", `sampler: window ${s.repeatLastN} > ring ${histW}`);
   }
-  const loads = sampleLoads(step.gpu);
+  if (!Number.isInteger(loads) || loads < 1 || loads > 16) {
+    throw new TnlError("internal", `sampler: ${loads} loads`);
+  }
   const iterations = samplerIterations(vocab, s.repeatLastN, loads);
   if (iterations > step.gpu.loopLimit) {
     throw new TnlError(

@@ -41,7 +41,13 @@ interface Drawn {
 }
 
 /** One sampling dispatch over several sequences; returns what the kernel wrote for each. */
-async function draw(gpu: Gpu, seqs: Seq[], s: SamplerSettings, histW = 64): Promise<Drawn[]> {
+async function draw(
+  gpu: Gpu,
+  seqs: Seq[],
+  s: SamplerSettings,
+  histW = 64,
+  loads?: number,
+): Promise<Drawn[]> {
   const n = seqs.length, V = seqs[0].logits.length, stride = samplerStride(V);
   // rows padded to a multiple of 4 with values the sampler must never look at
   const rows = new Float32Array(n * stride).fill(1e30);
@@ -62,7 +68,13 @@ async function draw(gpu: Gpu, seqs: Seq[], s: SamplerSettings, histW = 64): Prom
   gpu.run(
     "sample test",
     (step) =>
-      sampleTokens(step, { logits, stride, hist, seq, cur, out, info, nseq: n, vocab: V, histW }, s, 1),
+      sampleTokens(
+        step,
+        { logits, stride, hist, seq, cur, out, info, nseq: n, vocab: V, histW },
+        s,
+        1,
+        loads,
+      ),
   );
   const o = (await out.read()) as Uint32Array;
   const inf = await info.readF32();
@@ -107,9 +119,16 @@ function randomSeq(rng: Rng, V: number, len: number, stream: number): Seq {
   };
 }
 
-async function checkAgainstRef(gpu: Gpu, V: number, s: SamplerSettings, rng: Rng, label: string) {
+async function checkAgainstRef(
+  gpu: Gpu,
+  V: number,
+  s: SamplerSettings,
+  rng: Rng,
+  label: string,
+  loads?: number,
+) {
   const seqs = [randomSeq(rng, V, 30, 0), randomSeq(rng, V, 1, 5), randomSeq(rng, V, 200, 2)];
-  const got = await draw(gpu, seqs, s);
+  const got = await draw(gpu, seqs, s, 64, loads);
   seqs.forEach((q, b) => {
     const window = q.history.slice(Math.max(0, q.history.length - s.repeatLastN));
     const u = samplerUniform(s.seed, q.stream, q.history.length);
@@ -159,6 +178,17 @@ Deno.test(
     // of several strides, a partial last one and a partial last unit.
     for (const [label, over] of [cases[0], cases[4], cases[5], cases[11]]) {
       await checkAgainstRef(gpu, 20001, { ...BASE, ...over }, rng, `${label}, V = 20001`);
+      // both forms whatever this adapter uses: 8 unit loads in flight (GPUs) and 2 (llvmpipe)
+      for (const loads of [8, 2]) {
+        await checkAgainstRef(
+          gpu,
+          20001,
+          { ...BASE, ...over },
+          rng,
+          `${label}, V = 20001, ${loads} loads`,
+          loads,
+        );
+      }
     }
     // Top-k from the invocations' maxima: k at and past the 256 invocations, a vocabulary smaller than the
     // workgroup (invocations without ids), and ties that leave too many candidates (the full passes).
