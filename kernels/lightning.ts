@@ -64,18 +64,18 @@ export const LIGHTNING_CHUNK_ROWS = 64;
  * groups whose state sets fit in this many bytes (b4 h16 T64K d128 would otherwise take 8 GiB).
  */
 export const LIGHTNING_CHUNKED_SCRATCH_BYTES = 1 << 30;
-/** Workgroup memory of the chunked kernels (the output kernel is the larger). */
 /**
  * Chunks per state workgroup (G) go up to this, while the state products keep at least
- * LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS workgroups: the scan then reads and writes 1/G of the chunk states.
+ * LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS workgroups: the scan then reads and writes 1/G of the chunk states
+ * (b4 h16 T16K on the H200: G 8 → 16 → 32 took the scan 0.29 → 0.14 → 0.07 ms, the state products unchanged).
  */
-export const LIGHTNING_MAX_CHUNK_GROUP = 8;
-/** About four waves of two 256-invocation workgroups per SM of the H200 (4 × 2 × 132 = 1056). */
-export const LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS = 1024;
-export const LIGHTNING_CHUNKED_WORKGROUP_BYTES = 4 * (65 + 4 * (128 + 128 + 256 + 1024));
+export const LIGHTNING_MAX_CHUNK_GROUP = 32;
+/** About two waves of two 256-invocation workgroups per SM of the H200 (2 × 2 × 132 = 528). */
+export const LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS = 512;
+/** Workgroup memory of the chunked kernels: the state kernel's double-buffered tiles (the output kernel 24.3 KiB). */
+export const LIGHTNING_CHUNKED_WORKGROUP_BYTES = 2 * 2 * 16 * 128 * 4;
 
 export type LightningVariant = "auto" | "chunked" | "sequential" | "parallel";
-export type ChunkedForm = "fused" | "split";
 
 export interface LightningShape {
   /** Batch, heads, sequence length, head dims of q/k (d) and v/o (e). */
@@ -98,11 +98,6 @@ export interface LightningOptions {
   chunkRows?: number;
   /** Chunks per state workgroup of the chunked variant (G, 1 … 64); default from the shape. */
   chunkGroup?: number;
-  /**
-   * Output kernel of the chunked variant: "fused" (default) computes the score block in the same loop over
-   * dk as the inter product; "split" in a pass of its own (fewer live registers, A staged twice).
-   */
-  chunkedForm?: ChunkedForm;
   /**
    * Scratch for the chunked and parallel variants (≥ lightningScratchElements() f32); default: cached per
    * device.
@@ -456,8 +451,10 @@ export function lightningScratchElements(
   opts: LightningOptions = {},
 ): number {
   if (useChunked(gpu, shape, opts, false)) {
-    const c = chunkedPlan(gpu, shape, opts);
-    return c.nchunks > 1 ? 2 * c.group * c.nchunks * shape.d * shape.e : 0;
+    // The forward keeps one state set per head of a group, the backward two (in groups of fewer heads).
+    const most = Math.max(...[1, 2].map((sets) => sets * chunkedPlan(gpu, shape, opts, sets).group));
+    const nchunks = Math.ceil(shape.T / LIGHTNING_CHUNK_ROWS);
+    return nchunks > 1 ? most * nchunks * shape.d * shape.e : 0;
   }
   let most = 0;
   for (const [dk, dv] of [[shape.d, shape.e], [shape.e, shape.d]]) {
@@ -657,7 +654,8 @@ interface ChunkedPlan {
   chunkGroup: number;
 }
 
-function chunkedPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {}): ChunkedPlan {
+/** The plan of a chunked call that keeps `sets` state sets (1 in the forward and prefill, 2 in the backward). */
+function chunkedPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions, sets: number): ChunkedPlan {
   const { T, d, e } = shape;
   const nchunks = Math.ceil(T / LIGHTNING_CHUNK_ROWS);
   const perHead: [string, number][] = [
@@ -668,8 +666,7 @@ function chunkedPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {
   let n = Math.min(shape.B * shape.H, gpu.limits.maxComputeWorkgroupsPerDimension);
   if (nchunks > 1) {
     perHead.push(["chunk states", nchunks * d * e]);
-    // Two state sets in the backward.
-    n = Math.min(n, Math.max(1, Math.floor(LIGHTNING_CHUNKED_SCRATCH_BYTES / (2 * 4 * nchunks * d * e))));
+    n = Math.min(n, Math.max(1, Math.floor(LIGHTNING_CHUNKED_SCRATCH_BYTES / (sets * 4 * nchunks * d * e))));
   }
   const group = headsFitting(gpu, shape, n, perHead);
   let chunkGroup = 1;
@@ -702,11 +699,10 @@ function chunkDef(
   vecS: boolean,
   transKv: boolean,
   full: boolean,
-  split = false,
 ): KernelDef {
   const key = `lightning_chunk_${out ? "out" : "state"}${vecK ? "_vk" : ""}${vecV ? "_vv" : ""}${
     vecS ? "_vs" : ""
-  }${transKv ? "_tkv" : ""}${full ? "_full" : ""}${split ? "_split" : ""}`;
+  }${transKv ? "_tkv" : ""}${full ? "_full" : ""}`;
   let def = chunkDefs.get(key);
   if (!def) {
     const code = expm1Lib + "\n" + preprocess("lightning_chunk", chunkSource, {
@@ -715,7 +711,6 @@ function chunkDef(
       VEC_V: vecV,
       VEC_S: vecS,
       TRANS_KV: transKv,
-      SPLIT: split,
       FULL: full,
     });
     const bindings = out
@@ -730,7 +725,6 @@ function chunkDef(
 /** One group of heads of a chunked call: what every dispatch of the group shares. */
 interface ChunkGroup {
   step: Step;
-  split: boolean;
   shape: LightningShape;
   slopes: TensorView;
   h0: number;
@@ -839,7 +833,7 @@ function chunkOutputs(
   const vecK = v4(dk, x.a.base, x.b.base), vecV = v4(dv, x.c.base, x.o.base);
   const vecS = v4(dk, dv, kv.base);
   g.step.dispatch(
-    gpu.kernel(chunkDef(true, vecK, vecV, vecS, transKv, fullTiles(dk, dv, vecK, vecV, vecS), g.split)),
+    gpu.kernel(chunkDef(true, vecK, vecV, vecS, transKv, fullTiles(dk, dv, vecK, vecV, vecS))),
     [g.slopes, x.a, x.b, x.c, x.o, kv],
     chunkParams(g, dk, dv, { a: x.a, b: x.b, c: x.c, out: x.o, kv: x.kv, reverse }),
     [Math.ceil(dv / 128), g.nchunks, g.nh],
@@ -885,11 +879,7 @@ function chunkedGroups(
   ) => void,
 ) {
   const gpu = step.gpu;
-  const { nchunks, group, chunkGroup } = chunkedPlan(gpu, shape, opts);
-  const form = opts.chunkedForm ?? "fused";
-  if (form !== "fused" && form !== "split") {
-    throw new TnlError("internal", `lightning: chunked form '${form}', expected fused or split`);
-  }
+  const { nchunks, group, chunkGroup } = chunkedPlan(gpu, shape, opts, sets);
   const heads = shape.B * shape.H;
   const setSize = group * nchunks * shape.d * shape.e;
   let scratch: Tensor | null = null;
@@ -901,7 +891,6 @@ function chunkedGroups(
     const nh = Math.min(group, heads - h0);
     const g: ChunkGroup = {
       step,
-      split: form === "split",
       shape,
       slopes: slopeView,
       h0,
@@ -1082,7 +1071,7 @@ export function lightningPrefillState(step: Step, args: LightningPrefillArgs): v
 /** The variant and chunking the dispatcher picks for a product with these head dims (for tests, docs). */
 export function lightningPlan(gpu: Gpu, shape: LightningShape, opts: LightningOptions = {}) {
   if (useChunked(gpu, shape, opts, false)) {
-    const c = chunkedPlan(gpu, shape, opts);
+    const c = chunkedPlan(gpu, shape, opts, 1);
     return {
       variant: "chunked" as const,
       blockRows: LIGHTNING_CHUNK_ROWS,
@@ -1091,6 +1080,7 @@ export function lightningPlan(gpu: Gpu, shape: LightningShape, opts: LightningOp
       chunks: c.nchunks,
       chunkGroup: c.chunkGroup,
       headsPerGroup: c.group,
+      headsPerGroupBackward: chunkedPlan(gpu, shape, opts, 2).group,
       workgroupBytes: LIGHTNING_CHUNKED_WORKGROUP_BYTES,
       invocations: 128,
     };
@@ -1104,6 +1094,7 @@ export function lightningPlan(gpu: Gpu, shape: LightningShape, opts: LightningOp
     chunks: p.nchunks,
     chunkGroup: 1,
     headsPerGroup: headsPerDispatch(gpu, shape, shape.d, shape.e, p),
+    headsPerGroupBackward: headsPerDispatch(gpu, shape, shape.d, shape.e, p),
     workgroupBytes: workgroupBytes(p.cfg, true),
     invocations: p.cfg.nt,
   };
@@ -1159,11 +1150,10 @@ function lightningShapes(quick: boolean) {
   return quick ? ATTENTION_QUICK_SHAPES : ATTENTION_BENCH_T.map((T) => ({ b: 4, h: 16, T, d: 128, e: 128 }));
 }
 
-/** A forced variant of the per-variant bench cases (with the chunked output kernel's form). */
+/** A forced variant of the per-variant bench cases. */
 interface BenchForm {
   label: string;
   variant: Exclude<LightningVariant, "auto">;
-  chunkedForm?: ChunkedForm;
 }
 
 /**
@@ -1176,7 +1166,6 @@ function lightningCases(form?: BenchForm): BenchCase[] {
   const shapes = (quick: boolean) => (form && quick ? [ATTENTION_QUICK_SHAPES[1]] : lightningShapes(quick));
   const inputs = (gpu: Gpu, shape: Record<string, number | string>, seed: number) => ({
     ...attentionInputs(gpu, shape, seed, form?.variant),
-    chunkedForm: form?.chunkedForm,
   });
   return [{
     name: name("fwd"),
@@ -1226,8 +1215,7 @@ function lightningCases(form?: BenchForm): BenchCase[] {
 /** Benchmark cases: forward and forward + backward, as auto picks and per variant. */
 export const lightningBenchCases: BenchCase[] = [
   ...lightningCases(),
-  ...lightningCases({ label: "chunked", variant: "chunked", chunkedForm: "fused" }),
-  ...lightningCases({ label: "chunked-split", variant: "chunked", chunkedForm: "split" }),
+  ...lightningCases({ label: "chunked", variant: "chunked" }),
   ...lightningCases({ label: "sequential", variant: "sequential" }),
   ...lightningCases({ label: "parallel", variant: "parallel" }),
 ];

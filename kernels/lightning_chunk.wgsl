@@ -16,17 +16,16 @@
 //
 // OUT: 128 invocations own a 64 × 128 tile of O (one chunk, 128 output columns): invocation (tx, ty) =
 // (t % 16, t / 16) holds rows 8ty..8ty+7 at columns {4tx.., 64 + 4tx..} (16 vec4 registers) and the score
-// block's rows 8ty..8ty+7 at keys 4tx..4tx+3 (8 vec4). One loop over dk, 8 columns at a time, stages A and B
-// k-major (As[k][row], Bs[k][key]) and the rows of KV (Ys[k][col]); per column it reads 5 vec4 from
-// workgroup memory for 96 FMAs, feeding both the inter product A·KV and the score block A·Bᵀ. The masked,
-// decayed score block goes to workgroup memory k-major (Ps[key][row], rows skewed by key / 4 so that the
-// stores of a quarter warp hit distinct banks); a second loop over the chunk's keys stages C and adds P·C,
-// skipping key tiles right of the invocation's rows (the mask is zero there). SPLIT: the score block gets a
-// loop over dk of its own before the inter product (A staged twice; at most 16 vec4 accumulators live at a
-// time instead of 24, for more workgroups per SM).
+// block's rows 8ty..8ty+7 at keys 4tx..4tx+3 (8 vec4). One loop over dk, 16 columns per step, stages A and B
+// k-major and the rows of KV; per column it reads 5 vec4 from workgroup memory for 96 FMAs, feeding both the
+// inter product A·KV and the score block A·Bᵀ. The masked, decayed score block then goes to workgroup
+// memory k-major over the staged rows (rows skewed by key / 4 so that the stores of a quarter warp hit
+// distinct banks); a second loop over the chunk's keys, 16 per step, stages C and adds P·C, skipping key
+// tiles right of the invocation's rows (the mask is zero there).
 // STATE: 256 invocations own a 128 × 128 tile of the state with 8×8 outputs each, the tiling of
-// matmul.wgsl with K = the chunk's rows, walking the G chunks of its group with the accumulators carried
-// (× λ^CH between chunks); the writer decay λ^(CH−r) scales the C rows as they are staged.
+// matmul.wgsl with K = the chunk's rows (16 per step, tiles double-buffered: one barrier per step), walking
+// the G chunks of its group with the accumulators carried (× λ^CH between chunks); the writer decay
+// λ^(CH−r) scales the C rows as they are stashed.
 //
 // Decay factors as in lightning.wgsl: em1[r] = expm1(−s·r) (accurate at the last layer's tiny rates) applied
 // as x·λ^r = fma(x, em1[r], x).
@@ -102,7 +101,6 @@ const CH: u32 = 64u; // rows per chunk
 // Every column check is known to pass: dk and dv multiples of 128, all operands bound as vec4.
 const FULL: bool = {{FULL}};
 
-var<workgroup> em1: array<f32, 65>; // expm1(−s·r), r ∈ [0, CH]
 
 
 // λ^(j·CH) − 1 for the j-th chunk of a group (j·CH may exceed the em1 table).
@@ -185,14 +183,20 @@ fn state4(s_at: u32, l_at: u32, col: u32, n: u32, mix: bool, gdec: f32) -> vec4<
 }
 
 #if OUT
-var<workgroup> As: array<array<vec4<f32>, 16>, 8>; // [k: 8][row: 64 as 16 × vec4]
-var<workgroup> Bs: array<array<vec4<f32>, 16>, 8>; // [k: 8][key: 64 as 16 × vec4]
-var<workgroup> Ys: array<array<vec4<f32>, 32>, 8>; // [k: 8][col: 128 as 32 × vec4]: rows of KV, then of C
-var<workgroup> Ps: array<vec4<f32>, 1024>; // [key: 64][row: 64 as 16 × vec4, skewed]: (A Bᵀ) ⊙ M
+var<workgroup> em1: array<f32, 65>; // expm1(−s·r), r ∈ [0, CH]
 
-// Where rows 4·r4..4·r4+3 at key j of the score block live.
-fn ps_at(j: u32, r4: u32) -> u32 {
-  return j * 16u + ((r4 + j / 4u) & 15u);
+// Workgroup memory (24.3 KiB): `tile` holds the staged rows of a dk step, A [16 k][16 row4] in
+// tile[k][0..16), B [16 k][16 key4] in tile[k][16..32) and KV [16 k][32 col4] in tile[16 + k], then the
+// masked score block (score_row, score_col); `cst` the C rows of a key step. Two-dimensional with a constant
+// first index in the unrolled loops: the bounds clamp of a workgroup index then stays out of the loop (a
+// flat array measured 13% slower on the H200).
+var<workgroup> tile: array<array<vec4<f32>, 32>, 32>;
+var<workgroup> cst: array<array<vec4<f32>, 32>, 16>; // [key: 16][col: 128 as 32 × vec4]
+
+// Where rows 4·r4..4·r4+3 at key j of the score block live: tile[j / 2][16·(j % 2) + (r4 + j / 4) % 16]
+// (rows skewed by key / 4 so that the stores of a quarter warp hit distinct banks).
+fn score_col(j: u32, r4: u32) -> u32 {
+  return (j % 2u) * 16u + ((r4 + j / 4u) & 15u);
 }
 
 fn row4_a(at: u32, col: u32) -> vec4<f32> {
@@ -226,9 +230,8 @@ struct Pair {
   hi: vec4<f32>,
 }
 
-// Invocation t's share of the [8][128] state tile of the dk step starting at k0. Non-transposed: vec4 t and
-// t + 128 of the tile (row i / 32, columns 4·(i % 32)..); transposed: column t of the tile, 8 consecutive
-// elements of stored row col0 + t.
+// Invocation t's share of the [8][128] state rows k0..k0+7 of the tile. Non-transposed: vec4 t and t + 128
+// (row i / 32, columns 4·(i % 32)..); transposed: column t, 8 consecutive elements of stored row col0 + t.
 fn fetch_kv(t: u32, col0: u32, k0: u32, src: StateSrc) -> Pair {
   var r = Pair(vec4<f32>(0.0), vec4<f32>(0.0));
 #if TRANS_KV
@@ -249,35 +252,29 @@ fn fetch_kv(t: u32, col0: u32, k0: u32, src: StateSrc) -> Pair {
   return r;
 }
 
-fn stash_kv(t: u32, r: Pair) {
+// The share of fetch_kv(.., k0 = step start + ko, ..) into the KV rows of the tile.
+fn stash_kv(t: u32, r: Pair, ko: u32) {
 #if TRANS_KV
-  Ys[0u][t / 4u][t % 4u] = r.lo.x;
-  Ys[1u][t / 4u][t % 4u] = r.lo.y;
-  Ys[2u][t / 4u][t % 4u] = r.lo.z;
-  Ys[3u][t / 4u][t % 4u] = r.lo.w;
-  Ys[4u][t / 4u][t % 4u] = r.hi.x;
-  Ys[5u][t / 4u][t % 4u] = r.hi.y;
-  Ys[6u][t / 4u][t % 4u] = r.hi.z;
-  Ys[7u][t / 4u][t % 4u] = r.hi.w;
+  tile[16u + ko + 0u][t / 4u][t % 4u] = r.lo.x;
+  tile[16u + ko + 1u][t / 4u][t % 4u] = r.lo.y;
+  tile[16u + ko + 2u][t / 4u][t % 4u] = r.lo.z;
+  tile[16u + ko + 3u][t / 4u][t % 4u] = r.lo.w;
+  tile[16u + ko + 4u][t / 4u][t % 4u] = r.hi.x;
+  tile[16u + ko + 5u][t / 4u][t % 4u] = r.hi.y;
+  tile[16u + ko + 6u][t / 4u][t % 4u] = r.hi.z;
+  tile[16u + ko + 7u][t / 4u][t % 4u] = r.hi.w;
 #else
-  Ys[t / 32u][t % 32u] = r.lo;
-  Ys[t / 32u + 4u][t % 32u] = r.hi;
+  tile[16u + ko + t / 32u][t % 32u] = r.lo;
+  tile[16u + ko + t / 32u + 4u][t % 32u] = r.hi;
 #endif
 }
 
-// Columns lk..lk+3 of chunk row lr, k-major.
-fn stash_a(lr: u32, lk: u32, x: vec4<f32>) {
-  As[lk + 0u][lr / 4u][lr % 4u] = x.x;
-  As[lk + 1u][lr / 4u][lr % 4u] = x.y;
-  As[lk + 2u][lr / 4u][lr % 4u] = x.z;
-  As[lk + 3u][lr / 4u][lr % 4u] = x.w;
-}
-
-fn stash_b(lr: u32, lk: u32, x: vec4<f32>) {
-  Bs[lk + 0u][lr / 4u][lr % 4u] = x.x;
-  Bs[lk + 1u][lr / 4u][lr % 4u] = x.y;
-  Bs[lk + 2u][lr / 4u][lr % 4u] = x.z;
-  Bs[lk + 3u][lr / 4u][lr % 4u] = x.w;
+// Columns lk..lk+3 of chunk row lr, k-major, into the A (base 0) or B (base 16) columns of the tile.
+fn stash_rows(base: u32, lr: u32, lk: u32, x: vec4<f32>) {
+  tile[lk + 0u][base + lr / 4u][lr % 4u] = x.x;
+  tile[lk + 1u][base + lr / 4u][lr % 4u] = x.y;
+  tile[lk + 2u][base + lr / 4u][lr % 4u] = x.z;
+  tile[lk + 3u][base + lr / 4u][lr % 4u] = x.w;
 }
 
 // Rows i..i+3 at key j of the score block, masked (j > row → 0) and decayed by λ^(row − j).
@@ -287,6 +284,31 @@ fn mask4(v: vec4<f32>, i: u32, j: u32) -> vec4<f32> {
   if (i + {{q}}u >= j) { out[{{q}}] = fma(v[{{q}}], em1[i + {{q}}u - j], v[{{q}}]); }
 #endunroll
   return out;
+}
+
+// Rows r, r + 4, r + 8, r + 12 of the chunk (those < m) at columns col.. of C: invocation t's share of a
+// key step (r = step start + t / 32).
+struct Quad {
+  a: vec4<f32>,
+  b: vec4<f32>,
+  c: vec4<f32>,
+  d: vec4<f32>,
+}
+
+fn fetch_c(c_head: u32, row0: u32, r: u32, m: u32, col: u32) -> Quad {
+  var q = Quad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  if (r < m) { q.a = row4_c(c_head + phys(row0 + r) * p.dv, col); }
+  if (r + 4u < m) { q.b = row4_c(c_head + phys(row0 + r + 4u) * p.dv, col); }
+  if (r + 8u < m) { q.c = row4_c(c_head + phys(row0 + r + 8u) * p.dv, col); }
+  if (r + 12u < m) { q.d = row4_c(c_head + phys(row0 + r + 12u) * p.dv, col); }
+  return q;
+}
+
+fn stash_c(t: u32, q: Quad) {
+  cst[t / 32u][t % 32u] = q.a;
+  cst[t / 32u + 4u][t % 32u] = q.b;
+  cst[t / 32u + 8u][t % 32u] = q.c;
+  cst[t / 32u + 12u][t % 32u] = q.d;
 }
 
 // Row i (< m) of the chunk at columns col..col+3 of O.
@@ -307,7 +329,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let tx = t % 16u;
   let ty = t / 16u;
   let tx1 = tx + 16u;
-  let pr = 2u * ty;      // the vec4 of rows 8ty..8ty+3 in a k row of As (and of Ps)
+  let pr = 2u * ty;      // the vec4 of rows 8ty..8ty+3 in a k row of the A rows (and of the score block)
   let pr1 = pr + 1u;     // rows 8ty+4..8ty+7
   let col0 = wg.x * 128u;
   let z = p.z0 + wg.y;
@@ -324,20 +346,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   // The state at the chunk's first row: λ^(j·CH) S_Z + L_{z−1} (chunk 0 starts from zero).
   let has_kv = p.init != 0u && z > 0u;
   let head_slots = p.kv_base + head * p.nchunks * p.dk * p.dv;
-  let s_slot = head_slots + group_slot(z);
-  let l_slot = head_slots + (max(z, 1u) - 1u) * p.dk * p.dv;
-  let mix = z % p.group != 0u;
-  let gdec = group_em1(s, z % p.group);
+  let src = StateSrc(
+    head_slots + group_slot(z),
+    head_slots + (max(z, 1u) - 1u) * p.dk * p.dv,
+    z % p.group != 0u,
+    group_em1(s, z % p.group),
+  );
 
-  // Staging of A and B: invocation t fetches 4 consecutive columns of row t / 2.
+  // Staging of A and B: invocation t fetches 8 consecutive columns of row t / 2.
   let lr = t / 2u;
-  let lk = (t % 2u) * 4u;
+  let lk = (t % 2u) * 8u;
   let l_live = lr < m;
   // Rows past the chunk's end (last chunk) are clamped to its last row: with FULL they are fetched
   // unchecked, and they only feed output rows that are never stored and scores the mask zeroes.
   let a_row = a_head + phys(row0 + min(lr, m - 1u)) * p.dk;
   let b_row = b_head + phys(row0 + min(lr, m - 1u)) * p.dk;
-  let src = StateSrc(s_slot, l_slot, mix, gdec);
 
   var o00 = vec4<f32>(0.0); var o01 = vec4<f32>(0.0); var o10 = vec4<f32>(0.0); var o11 = vec4<f32>(0.0);
   var o20 = vec4<f32>(0.0); var o21 = vec4<f32>(0.0); var o30 = vec4<f32>(0.0); var o31 = vec4<f32>(0.0);
@@ -347,65 +370,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   var p00 = vec4<f32>(0.0); var p01 = vec4<f32>(0.0); var p10 = vec4<f32>(0.0); var p11 = vec4<f32>(0.0);
   var p20 = vec4<f32>(0.0); var p21 = vec4<f32>(0.0); var p30 = vec4<f32>(0.0); var p31 = vec4<f32>(0.0);
 
-  let ktiles = (p.dk + 7u) / 8u;
-  var ra = vec4<f32>(0.0);
-  var rb = vec4<f32>(0.0);
+  // ---- inter product A·KV and score block A·Bᵀ, 16 columns of dk per step (the next step's operands in
+  // registers). Without a state (chunk 0) zeros are staged: no branch in the inner loop.
+  let ktiles = (p.dk + 15u) / 16u;
+  var ra0 = vec4<f32>(0.0); var ra1 = vec4<f32>(0.0);
+  var rb0 = vec4<f32>(0.0); var rb1 = vec4<f32>(0.0);
+  var ry0 = Pair(vec4<f32>(0.0), vec4<f32>(0.0));
+  var ry1 = Pair(vec4<f32>(0.0), vec4<f32>(0.0));
   if (FULL || l_live) {
-    ra = row4_a(a_row, lk);
-    rb = row4_b(b_row, lk);
+    ra0 = row4_a(a_row, lk); ra1 = row4_a(a_row, lk + 4u);
+    rb0 = row4_b(b_row, lk); rb1 = row4_b(b_row, lk + 4u);
   }
-#if SPLIT
-  // ---- score block A·Bᵀ, 8 columns of dk per step (next step in registers).
+  if (has_kv) { ry0 = fetch_kv(t, col0, 0u, src); ry1 = fetch_kv(t, col0, 8u, src); }
   for (var kt = 0u; kt < ktiles; kt++) {
-    stash_a(lr, lk, ra);
-    stash_b(lr, lk, rb);
-    workgroupBarrier();
-    if (kt + 1u < ktiles && (FULL || l_live)) {
-      ra = row4_a(a_row, (kt + 1u) * 8u + lk);
-      rb = row4_b(b_row, (kt + 1u) * 8u + lk);
-    }
-#unroll k 8
-    {
-      let a0 = As[{{k}}][pr];
-      let a1 = As[{{k}}][pr1];
-      let b = Bs[{{k}}][tx];
-      p00 = fma(vec4<f32>(b.x), a0, p00); p01 = fma(vec4<f32>(b.x), a1, p01);
-      p10 = fma(vec4<f32>(b.y), a0, p10); p11 = fma(vec4<f32>(b.y), a1, p11);
-      p20 = fma(vec4<f32>(b.z), a0, p20); p21 = fma(vec4<f32>(b.z), a1, p21);
-      p30 = fma(vec4<f32>(b.w), a0, p30); p31 = fma(vec4<f32>(b.w), a1, p31);
-    }
-#endunroll
-    workgroupBarrier();
-  }
-#else
-  // ---- inter product A·KV and score block A·Bᵀ, 8 columns of dk per step (next step in registers). Without
-  // a state (chunk 0) zeros are staged: no branch in the inner loop.
-  var ry = Pair(vec4<f32>(0.0), vec4<f32>(0.0));
-  if (has_kv) { ry = fetch_kv(t, col0, 0u, src); }
-  for (var kt = 0u; kt < ktiles; kt++) {
-    stash_a(lr, lk, ra);
-    stash_b(lr, lk, rb);
-    stash_kv(t, ry);
+    stash_rows(0u, lr, lk, ra0); stash_rows(0u, lr, lk + 4u, ra1);
+    stash_rows(16u, lr, lk, rb0); stash_rows(16u, lr, lk + 4u, rb1);
+    stash_kv(t, ry0, 0u); stash_kv(t, ry1, 8u);
     workgroupBarrier();
     if (kt + 1u < ktiles) {
-      let k0 = (kt + 1u) * 8u;
+      let k0 = (kt + 1u) * 16u;
       if (FULL || l_live) {
-        ra = row4_a(a_row, k0 + lk);
-        rb = row4_b(b_row, k0 + lk);
+        ra0 = row4_a(a_row, k0 + lk); ra1 = row4_a(a_row, k0 + lk + 4u);
+        rb0 = row4_b(b_row, k0 + lk); rb1 = row4_b(b_row, k0 + lk + 4u);
       }
-      if (has_kv) { ry = fetch_kv(t, col0, k0, src); }
+      if (has_kv) { ry0 = fetch_kv(t, col0, k0, src); ry1 = fetch_kv(t, col0, k0 + 8u, src); }
     }
-#unroll k 8
+#unroll k 16
     {
-      let a0 = As[{{k}}][pr];
-      let a1 = As[{{k}}][pr1];
-      let b = Bs[{{k}}][tx];
+      let a0 = tile[{{k}}][pr];
+      let a1 = tile[{{k}}][pr1];
+      let b = tile[{{k}}][tx1];
       p00 = fma(vec4<f32>(b.x), a0, p00); p01 = fma(vec4<f32>(b.x), a1, p01);
       p10 = fma(vec4<f32>(b.y), a0, p10); p11 = fma(vec4<f32>(b.y), a1, p11);
       p20 = fma(vec4<f32>(b.z), a0, p20); p21 = fma(vec4<f32>(b.z), a1, p21);
       p30 = fma(vec4<f32>(b.w), a0, p30); p31 = fma(vec4<f32>(b.w), a1, p31);
-      let y0 = Ys[{{k}}][tx];
-      let y1 = Ys[{{k}}][tx1];
+      let y0 = tile[16 + {{k}}][tx];
+      let y1 = tile[16 + {{k}}][tx1];
       o00 = fma(vec4<f32>(a0.x), y0, o00); o01 = fma(vec4<f32>(a0.x), y1, o01);
       o10 = fma(vec4<f32>(a0.y), y0, o10); o11 = fma(vec4<f32>(a0.y), y1, o11);
       o20 = fma(vec4<f32>(a0.z), y0, o20); o21 = fma(vec4<f32>(a0.z), y1, o21);
@@ -418,55 +418,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 #endunroll
     workgroupBarrier();
   }
-#endif
 
-  // The masked, decayed score block, k-major for the product with C.
+  // The masked, decayed score block, k-major for the product with C (over the tile: its reads are done).
   let i0 = 8u * ty;
   let j0 = 4u * tx;
-  Ps[ps_at(j0, pr)] = mask4(p00, i0, j0);
-  Ps[ps_at(j0, pr1)] = mask4(p01, i0 + 4u, j0);
-  Ps[ps_at(j0 + 1u, pr)] = mask4(p10, i0, j0 + 1u);
-  Ps[ps_at(j0 + 1u, pr1)] = mask4(p11, i0 + 4u, j0 + 1u);
-  Ps[ps_at(j0 + 2u, pr)] = mask4(p20, i0, j0 + 2u);
-  Ps[ps_at(j0 + 2u, pr1)] = mask4(p21, i0 + 4u, j0 + 2u);
-  Ps[ps_at(j0 + 3u, pr)] = mask4(p30, i0, j0 + 3u);
-  Ps[ps_at(j0 + 3u, pr1)] = mask4(p31, i0 + 4u, j0 + 3u);
-
-#if SPLIT
-  // ---- inter product A·KV, 8 columns of dk per step (the score block's registers are free now).
-  if (has_kv) {
-    var qa = vec4<f32>(0.0);
-    if (FULL || l_live) { qa = row4_a(a_row, lk); }
-    var ry = fetch_kv(t, col0, 0u, src);
-    for (var kt = 0u; kt < ktiles; kt++) {
-      stash_a(lr, lk, qa);
-      stash_kv(t, ry);
-      workgroupBarrier();
-      if (kt + 1u < ktiles) {
-        let k0 = (kt + 1u) * 8u;
-        if (FULL || l_live) { qa = row4_a(a_row, k0 + lk); }
-        ry = fetch_kv(t, col0, k0, src);
-      }
-#unroll k 8
-      {
-        let a0 = As[{{k}}][pr];
-        let a1 = As[{{k}}][pr1];
-        let y0 = Ys[{{k}}][tx];
-        let y1 = Ys[{{k}}][tx1];
-        o00 = fma(vec4<f32>(a0.x), y0, o00); o01 = fma(vec4<f32>(a0.x), y1, o01);
-        o10 = fma(vec4<f32>(a0.y), y0, o10); o11 = fma(vec4<f32>(a0.y), y1, o11);
-        o20 = fma(vec4<f32>(a0.z), y0, o20); o21 = fma(vec4<f32>(a0.z), y1, o21);
-        o30 = fma(vec4<f32>(a0.w), y0, o30); o31 = fma(vec4<f32>(a0.w), y1, o31);
-        o40 = fma(vec4<f32>(a1.x), y0, o40); o41 = fma(vec4<f32>(a1.x), y1, o41);
-        o50 = fma(vec4<f32>(a1.y), y0, o50); o51 = fma(vec4<f32>(a1.y), y1, o51);
-        o60 = fma(vec4<f32>(a1.z), y0, o60); o61 = fma(vec4<f32>(a1.z), y1, o61);
-        o70 = fma(vec4<f32>(a1.w), y0, o70); o71 = fma(vec4<f32>(a1.w), y1, o71);
-      }
-#endunroll
-      workgroupBarrier();
-    }
-  }
-#endif
+  tile[j0 / 2u][score_col(j0, pr)] = mask4(p00, i0, j0);
+  tile[j0 / 2u][score_col(j0, pr1)] = mask4(p01, i0 + 4u, j0);
+  tile[(j0 + 1u) / 2u][score_col(j0 + 1u, pr)] = mask4(p10, i0, j0 + 1u);
+  tile[(j0 + 1u) / 2u][score_col(j0 + 1u, pr1)] = mask4(p11, i0 + 4u, j0 + 1u);
+  tile[(j0 + 2u) / 2u][score_col(j0 + 2u, pr)] = mask4(p20, i0, j0 + 2u);
+  tile[(j0 + 2u) / 2u][score_col(j0 + 2u, pr1)] = mask4(p21, i0 + 4u, j0 + 2u);
+  tile[(j0 + 3u) / 2u][score_col(j0 + 3u, pr)] = mask4(p30, i0, j0 + 3u);
+  tile[(j0 + 3u) / 2u][score_col(j0 + 3u, pr1)] = mask4(p31, i0 + 4u, j0 + 3u);
 
   // Reader-side decay of the inter term: λ^i for row i = 8ty + r.
   var d = vec4<f32>(em1[i0]);
@@ -486,35 +449,24 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   d = vec4<f32>(em1[i0 + 7u]);
   o70 = fma(o70, d, o70); o71 = fma(o71, d, o71);
 
-
-  // ---- intra product P·C over the chunk's keys, 8 at a time. Staging: vec4 t and t + 128 of the [8][128]
-  // tile of C rows (row i / 32, columns 4·(i % 32)..).
+  // ---- intra product P·C over the chunk's keys, 16 at a time; key tiles right of the invocation's rows are
+  // skipped (the mask is zero there).
   let c_col = col0 + 4u * (t % 32u);
   let c_k = t / 32u;
-  let jtiles = (m + 7u) / 8u;
-  var rc0 = vec4<f32>(0.0);
-  var rc1 = vec4<f32>(0.0);
-  if (c_k < m) { rc0 = row4_c(c_head + phys(row0 + c_k) * p.dv, c_col); }
-  if (c_k + 4u < m) { rc1 = row4_c(c_head + phys(row0 + c_k + 4u) * p.dv, c_col); }
-  for (var kt = 0u; kt < jtiles; kt++) {
-    Ys[t / 32u][t % 32u] = rc0;
-    Ys[t / 32u + 4u][t % 32u] = rc1;
-    workgroupBarrier(); // also orders the Ps stores above before the first reads
-    if (kt + 1u < jtiles) {
-      let r = (kt + 1u) * 8u + c_k;
-      rc0 = vec4<f32>(0.0);
-      rc1 = vec4<f32>(0.0);
-      if (r < m) { rc0 = row4_c(c_head + phys(row0 + r) * p.dv, c_col); }
-      if (r + 4u < m) { rc1 = row4_c(c_head + phys(row0 + r + 4u) * p.dv, c_col); }
-    }
-    if (kt <= ty) { // keys 8kt.. ≤ rows 8ty + 7: the tiles right of them are masked to zero
-#unroll k 8
+  let jtiles = (m + 15u) / 16u;
+  var rc = fetch_c(c_head, row0, c_k, m, c_col);
+  for (var jt = 0u; jt < jtiles; jt++) {
+    stash_c(t, rc);
+    workgroupBarrier(); // also orders the score block's stores above before the first reads
+    if (jt + 1u < jtiles) { rc = fetch_c(c_head, row0, (jt + 1u) * 16u + c_k, m, c_col); }
+    if (2u * jt <= ty) { // keys 16jt.. ≤ rows 8ty + 7
+#unroll k 16
       {
-        let j = kt * 8u + {{k}}u;
-        let q0 = Ps[ps_at(j, pr)];
-        let q1 = Ps[ps_at(j, pr1)];
-        let y0 = Ys[{{k}}][tx];
-        let y1 = Ys[{{k}}][tx1];
+        let j = jt * 16u + {{k}}u;
+        let q0 = tile[j / 2u][score_col(j, pr)];
+        let q1 = tile[j / 2u][score_col(j, pr1)];
+        let y0 = cst[{{k}}][tx];
+        let y1 = cst[{{k}}][tx1];
         o00 = fma(vec4<f32>(q0.x), y0, o00); o01 = fma(vec4<f32>(q0.x), y1, o01);
         o10 = fma(vec4<f32>(q0.y), y0, o10); o11 = fma(vec4<f32>(q0.y), y1, o11);
         o20 = fma(vec4<f32>(q0.z), y0, o20); o21 = fma(vec4<f32>(q0.z), y1, o21);
@@ -541,8 +493,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   store4(o_head, row0, i0 + 7u, m, c0, o70); store4(o_head, row0, i0 + 7u, m, c1, o71);
 }
 #else
-var<workgroup> Xs: array<array<vec4<f32>, 32>, 8>; // [k: 8][dk row: 128 as 32 × vec4]: B rows
-var<workgroup> Ys: array<array<vec4<f32>, 32>, 8>; // [k: 8][dv col: 128 as 32 × vec4]: decayed C rows
+// Workgroup memory (32 KiB): double-buffered tiles of a 16-row step, one barrier per step.
+var<workgroup> Xs: array<array<array<vec4<f32>, 32>, 16>, 2>; // [buffer][k: 16][dk row: 128 as 32 × vec4]: B rows
+var<workgroup> Ys: array<array<array<vec4<f32>, 32>, 16>, 2>; // [buffer][k: 16][dv col: 128 as 32 × vec4]: C rows × λ^(E−r)
 
 // acc (+ λ^E·KV_last when adding, KV_last = λ^(j·CH) S_Z + L_{z−1}) at row r, columns col..col+3 of the
 // tile, into kv_out at `out`.
@@ -582,6 +535,17 @@ struct StateIn {
   decay: f32,
 }
 
+// The writer decay λ^(E − r) − 1 of chunk row r (rows past E only stage zeros).
+fn writer_em1(s: f32, E: u32, r: u32) -> f32 {
+  if (r > E) { return 0.0; }
+  return expm1_neg(-s * f32(E - r));
+}
+
+// a, b, c or d for q = 0, 1, 2, 3.
+fn pick4(q: u32, a: f32, b: f32, c: f32, d: f32) -> f32 {
+  return select(select(a, b, q == 1u), select(c, d, q == 3u), q >= 2u);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let tx = t % 16u;
@@ -593,8 +557,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let m0 = (wg.x / tiles_n) * 128u;
   let head = wg.z;
   let s = slopes[(p.head0 + head) % p.H];
-  if (t <= CH) { em1[t] = expm1_neg(-s * f32(t)); }
-  workgroupBarrier();
 
   let fin = p.final_state != 0u;
   // Chunks of this workgroup: the group's chunks before the last chunk of the sequence (all full), or
@@ -608,7 +570,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let b_head = p.b_base + head * p.T * p.dk;
   let c_head = p.c_base + head * p.T * p.dv;
   let slots = p.out_base + head * p.nchunks * p.dk * p.dv;
-  let decay_chunk = vec4<f32>(em1[CH]);
+  let decay_chunk = vec4<f32>(expm1_neg(-s * f32(CH)));
 
   var c00 = vec4<f32>(0.0); var c01 = vec4<f32>(0.0); var c02 = vec4<f32>(0.0); var c03 = vec4<f32>(0.0);
   var c04 = vec4<f32>(0.0); var c05 = vec4<f32>(0.0); var c06 = vec4<f32>(0.0); var c07 = vec4<f32>(0.0);
@@ -619,43 +581,62 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let q0 = n0 + tx * 4u;
   let q1 = n0 + 64u + tx * 4u;
 
-  // Staging: invocation t fetches 4 columns (4·(t % 32)..) of row 8·i + t / 32 of the chunks' rows from B
-  // and from C, for step i over the chunks' 8-row tiles (all chunks but a final one have CH rows).
+  // Staging: invocation t fetches 4 columns (4·(t % 32)..) of chunk rows 16q + t / 32 and 16q + t / 32 + 8
+  // from B and from C at step q of a chunk (all chunks but a final one have CH rows: 4 steps). The C rows
+  // are scaled by their writer decay as they are stashed (not as they arrive: the fetch stays in flight
+  // while the previous step is computed); the 8 decays an invocation needs are kept in registers.
   let lcol = 4u * (t % 32u);
   let lrow = t / 32u;
-  let per_chunk = (m + 7u) / 8u;
+  let per_chunk = (m + 15u) / 16u;
   let steps = count * per_chunk;
-  var rx = vec4<f32>(0.0);
-  var ry = vec4<f32>(0.0);
+  let w00 = writer_em1(s, E, lrow); let w01 = writer_em1(s, E, lrow + 8u);
+  let w10 = writer_em1(s, E, lrow + 16u); let w11 = writer_em1(s, E, lrow + 24u);
+  let w20 = writer_em1(s, E, lrow + 32u); let w21 = writer_em1(s, E, lrow + 40u);
+  let w30 = writer_em1(s, E, lrow + 48u); let w31 = writer_em1(s, E, lrow + 56u);
+  var rx0 = vec4<f32>(0.0); var ry0 = vec4<f32>(0.0);
+  var rx1 = vec4<f32>(0.0); var ry1 = vec4<f32>(0.0);
   if (lrow < m) {
     let at = phys(row0 + lrow);
-    rx = row4_b(b_head + at * p.dk, m0 + lcol);
-    ry = row4_c(c_head + at * p.dv, n0 + lcol);
-    ry = fma(ry, vec4<f32>(em1[E - lrow]), ry);
+    rx0 = row4_b(b_head + at * p.dk, m0 + lcol);
+    ry0 = row4_c(c_head + at * p.dv, n0 + lcol);
   }
+  if (lrow + 8u < m) {
+    let at = phys(row0 + lrow + 8u);
+    rx1 = row4_b(b_head + at * p.dk, m0 + lcol);
+    ry1 = row4_c(c_head + at * p.dv, n0 + lcol);
+  }
+  Xs[0u][lrow][t % 32u] = rx0;
+  Ys[0u][lrow][t % 32u] = fma(ry0, vec4<f32>(w00), ry0);
+  Xs[0u][lrow + 8u][t % 32u] = rx1;
+  Ys[0u][lrow + 8u][t % 32u] = fma(ry1, vec4<f32>(w01), ry1);
+  workgroupBarrier();
   let none = StateIn(false, false, 0u, 0u, 0.0, 0.0);
   for (var i = 0u; i < steps; i++) {
-    Xs[t / 32u][t % 32u] = rx;
-    Ys[t / 32u][t % 32u] = ry;
-    workgroupBarrier();
-    if (i + 1u < steps) {
-      let ci = (i + 1u) / per_chunk;
-      let r = ((i + 1u) % per_chunk) * 8u + lrow;
-      rx = vec4<f32>(0.0);
-      ry = vec4<f32>(0.0);
+    let cur = i & 1u;
+    let more = i + 1u < steps;
+    let qn = (i + 1u) % per_chunk;
+    let r = qn * 16u + lrow;
+    if (more) {
+      let at0 = row0 + ((i + 1u) / per_chunk) * CH;
+      rx0 = vec4<f32>(0.0); ry0 = vec4<f32>(0.0);
+      rx1 = vec4<f32>(0.0); ry1 = vec4<f32>(0.0);
       if (r < m) {
-        let at = phys(row0 + ci * CH + r);
-        rx = row4_b(b_head + at * p.dk, m0 + lcol);
-        ry = row4_c(c_head + at * p.dv, n0 + lcol);
-        ry = fma(ry, vec4<f32>(em1[E - r]), ry);
+        let at = phys(at0 + r);
+        rx0 = row4_b(b_head + at * p.dk, m0 + lcol);
+        ry0 = row4_c(c_head + at * p.dv, n0 + lcol);
+      }
+      if (r + 8u < m) {
+        let at = phys(at0 + r + 8u);
+        rx1 = row4_b(b_head + at * p.dk, m0 + lcol);
+        ry1 = row4_c(c_head + at * p.dv, n0 + lcol);
       }
     }
-#unroll k 8
+#unroll k 16
     {
-      let a0 = Xs[{{k}}][ty];
-      let a1 = Xs[{{k}}][ty1];
-      let b0 = Ys[{{k}}][tx];
-      let b1 = Ys[{{k}}][tx1];
+      let a0 = Xs[cur][{{k}}][ty];
+      let a1 = Xs[cur][{{k}}][ty1];
+      let b0 = Ys[cur][{{k}}][tx];
+      let b1 = Ys[cur][{{k}}][tx1];
       c00 = fma(vec4<f32>(a0.x), b0, c00); c01 = fma(vec4<f32>(a0.y), b0, c01);
       c02 = fma(vec4<f32>(a0.z), b0, c02); c03 = fma(vec4<f32>(a0.w), b0, c03);
       c04 = fma(vec4<f32>(a1.x), b0, c04); c05 = fma(vec4<f32>(a1.y), b0, c05);
@@ -666,6 +647,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       c16 = fma(vec4<f32>(a1.z), b1, c16); c17 = fma(vec4<f32>(a1.w), b1, c17);
     }
 #endunroll
+    if (more) {
+      let nx = cur ^ 1u;
+      let w0 = vec4<f32>(pick4(qn, w00, w10, w20, w30));
+      let w1 = vec4<f32>(pick4(qn, w01, w11, w21, w31));
+      Xs[nx][lrow][t % 32u] = rx0;
+      Ys[nx][lrow][t % 32u] = fma(ry0, w0, ry0);
+      Xs[nx][lrow + 8u][t % 32u] = rx1;
+      Ys[nx][lrow + 8u][t % 32u] = fma(ry1, w1, ry1);
+    }
     workgroupBarrier();
     if (!fin && (i + 1u) % per_chunk == 0u) {
       // End of chunk z: L_z to its slot, then decay the sum to the next chunk's first row.
@@ -699,7 +689,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       head_slots + group_slot(z),
       head_slots + (max(z, 1u) - 1u) * p.dk * p.dv,
       group_em1(s, z % p.group),
-      em1[E],
+      expm1_neg(-s * f32(E)),
     );
     let out = p.out_base + head * p.dk * p.dv;
     store4(out, r0, q0, c00, st); store4(out, r0 + 1u, q0, c01, st);

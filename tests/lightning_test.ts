@@ -200,11 +200,7 @@ const DIMS: [number, number][] = [[16, 16], [32, 16], [64, 64], [128, 128], [256
 // The same grid for every variant, at T around its block or chunk length (one, a partial one, several).
 const GRID: [LightningOptions, string, number][] = [
   [{ variant: "chunked", chunkGroup: 1 }, "chunked variant (chunks of 64 rows)", 64],
-  [
-    { variant: "chunked", chunkGroup: 3, chunkedForm: "split" },
-    "chunked variant, split output kernel, states of 3 chunks per scan step",
-    64,
-  ],
+  [{ variant: "chunked", chunkGroup: 3 }, "chunked variant, states of 3 chunks per scan step", 64],
   [{ variant: "sequential" }, "sequential variant (blocks of 32 rows)", 32],
   [{ variant: "parallel", chunkRows: 64 }, "block-parallel variant, with chunks of 64 rows", 64],
 ];
@@ -327,25 +323,27 @@ Deno.test(
     for (const shape of [few, many, { ...few, T: 1 }]) {
       assert.equal(lightningPlan(gpu, shape).variant, "chunked");
     }
-    // With the H200's 2 GiB bindings: 2 sets × 8 heads × 1024 chunks × 64 KiB = 1 GiB.
+    // With the H200's 2 GiB bindings: 1 set × 16 heads × 1024 chunks × 64 KiB = 1 GiB in the forward,
+    // 2 sets × 8 heads in the backward.
     const h200 = { ...gpu, maxBindingBytes: 2 ** 31 - 4 } as Gpu;
     const long = lightningPlan(h200, { B: 4, H: 16, T: 65536, d: 128, e: 128 });
     assert.equal(long.chunks, 65536 / LIGHTNING_CHUNK_ROWS);
-    assert.equal(long.headsPerGroup, 8);
+    assert.equal(long.headsPerGroup, 16);
+    assert.equal(long.headsPerGroupBackward, 8);
     assert.equal(lightningPlan(h200, { ...many, B: 4 }).headsPerGroup, 64); // T = 4K: one group
-    // The largest G ≤ 8 with ≥ 1024 workgroups per dispatch of state products: at 16K the scratch cap makes
-    // dispatch groups of 32 heads, × 32 groups of 8 chunks; none at the training shape (32 heads × 31 chunks × 1 tile).
-    assert.equal(lightningPlan(h200, { ...few, T: 16384 }).chunkGroup, 8);
-    assert.equal(lightningPlan(h200, { ...few, T: 16384 }).headsPerGroup, 32);
-    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 2048, d: 128, e: 128 }).chunkGroup, 1);
-    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 2048, d: 256, e: 128 }).chunkGroup, 2); // 2 tiles
-    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 8192, d: 128, e: 128 }).chunkGroup, 4);
-    assert.equal(lightningPlan(h200, { ...few, T: 65536 }).chunkGroup, 8); // 8 heads × 128 groups
+    // The largest G ≤ 32 with ≥ 512 workgroups per dispatch of state products: at 16K one dispatch group of
+    // 64 heads × 8 groups of 32 chunks; at the training shape 32 heads × 16 groups of 2 chunks.
+    assert.equal(lightningPlan(h200, { ...few, T: 16384 }).chunkGroup, 32);
+    assert.equal(lightningPlan(h200, { ...few, T: 16384 }).headsPerGroup, 64);
+    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 2048, d: 128, e: 128 }).chunkGroup, 2);
+    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 2048, d: 256, e: 128 }).chunkGroup, 4); // 2 tiles
+    assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 8192, d: 128, e: 128 }).chunkGroup, 8);
+    assert.equal(lightningPlan(h200, { ...few, T: 65536 }).chunkGroup, 32); // 16 heads × 32 groups
     assert.equal(lightningScratchElements(h200, many), 2 * 128 * 64 * 128 * 128); // 128 of 256 heads: 1 GiB
     assert.equal(lightningScratchElements(gpu, { ...many, T: 64 }), 0); // one chunk: no states
     // Elsewhere the block variants, by the number of workgroups.
     const small = { ...gpu, limits: { ...gpu.limits, maxComputeWorkgroupStorageSize: 24576 } } as Gpu;
-    assert.match(chunkedUnsupported(small, 100) ?? "", /24836 bytes.*24576/);
+    assert.match(chunkedUnsupported(small, 100) ?? "", /32768 bytes.*24576/);
     assert.throws(
       () => lightningPlan(small, few, { variant: "chunked" }),
       (e) =>
