@@ -7,8 +7,8 @@
 // per span (the chunked variant) the last slot of each group of G, where the group's total sits. The last
 // span's contribution is never read into anything that is stored. With INIT the sequence continues from a
 // caller's state kv_{t0−1} (the state after the token before row 0): kv_start(0) = λ · kv_init.
-// One invocation per state element, sequential over spans; loads are issued four spans ahead of the
-// dependent chain.
+// One invocation per state element (VEC: per 4 consecutive elements, n % 4 == 0, without INIT), sequential
+// over spans; loads are issued four spans ahead of the dependent chain.
 
 struct Params {
   n: u32,         // elements per slot: dk·dv
@@ -23,7 +23,15 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> slopes: array<f32>;      // slopes: [H] f32
+#if VEC
+alias V = vec4<f32>;
+@group(0) @binding(1) var<storage, read_write> kv: array<vec4<f32>>; // kv: [heads, slots, dk, dv] f32
+const PER: u32 = 4u; // elements per invocation
+#else
+alias V = f32;
 @group(0) @binding(1) var<storage, read_write> kv: array<f32>;    // kv: [heads, slots, dk, dv] f32
+const PER: u32 = 1u;
+#endif
 #if INIT
 @group(0) @binding(2) var<storage, read> kv_init: array<f32>;     // kv_init: [heads, dk, dv] f32
 #endif
@@ -35,19 +43,28 @@ fn slot(z: u32) -> u32 {
   return min(z * p.group + p.group - 1u, p.slots - 1u) * p.n;
 }
 
+// The PER elements at element offset `at` (a multiple of PER).
+fn load(at: u32) -> V {
+  return kv[at / PER];
+}
+
+fn store(at: u32, v: V) {
+  kv[at / PER] = v;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let idx = wg.x * 64u + t;
+  let idx = (wg.x * 64u + t) * PER;
   if (idx >= p.n) { return; }
   let head = wg.y;
   let rate = slopes[(p.head0 + head) % p.H];
-  let em = expm1_neg(-rate * f32(p.span_len));
+  let em = V(expm1_neg(-rate * f32(p.span_len)));
   let at = p.base + head * p.slots * p.n + idx;
 #if INIT
   let x0 = kv_init[p.init_base + head * p.n + idx];
   var prefix = fma(expm1_neg(-rate), x0, x0);
 #else
-  var prefix = 0.0;
+  var prefix = V(0.0);
 #endif
   var z = 0u;
   for (; z + 4u <= p.spans; z += 4u) {
@@ -55,23 +72,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     let s1 = at + slot(z + 1u);
     let s2 = at + slot(z + 2u);
     let s3 = at + slot(z + 3u);
-    let c0 = kv[s0];
-    let c1 = kv[s1];
-    let c2 = kv[s2];
-    let c3 = kv[s3];
-    kv[s0] = prefix;
+    let c0 = load(s0);
+    let c1 = load(s1);
+    let c2 = load(s2);
+    let c3 = load(s3);
+    store(s0, prefix);
     prefix = fma(em, prefix, prefix) + c0;
-    kv[s1] = prefix;
+    store(s1, prefix);
     prefix = fma(em, prefix, prefix) + c1;
-    kv[s2] = prefix;
+    store(s2, prefix);
     prefix = fma(em, prefix, prefix) + c2;
-    kv[s3] = prefix;
+    store(s3, prefix);
     prefix = fma(em, prefix, prefix) + c3;
   }
   for (; z < p.spans; z++) {
     let s0 = at + slot(z);
-    let c = kv[s0];
-    kv[s0] = prefix;
+    let c = load(s0);
+    store(s0, prefix);
     prefix = fma(em, prefix, prefix) + c;
   }
 }
