@@ -541,6 +541,47 @@ fn writer_em1(s: f32, E: u32, r: u32) -> f32 {
   return expm1_neg(-s * f32(E - r));
 }
 
+// Where a state workgroup's staged rows come from: the head's B and C, the invocation's columns of each, the
+// rows of a chunk.
+struct StepRows {
+  b_head: u32,
+  c_head: u32,
+  b_col: u32,
+  c_col: u32,
+  m: u32,
+}
+
+// Rows r and r + 8 (those < m) of the chunk starting at row `first`, from B (x) and C (y).
+struct Step {
+  x0: vec4<f32>,
+  y0: vec4<f32>,
+  x1: vec4<f32>,
+  y1: vec4<f32>,
+}
+
+fn fetch_step(src: StepRows, first: u32, r: u32) -> Step {
+  var q = Step(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  if (r < src.m) {
+    let at = phys(first + r);
+    q.x0 = row4_b(src.b_head + at * p.dk, src.b_col);
+    q.y0 = row4_c(src.c_head + at * p.dv, src.c_col);
+  }
+  if (r + 8u < src.m) {
+    let at = phys(first + r + 8u);
+    q.x1 = row4_b(src.b_head + at * p.dk, src.b_col);
+    q.y1 = row4_c(src.c_head + at * p.dv, src.c_col);
+  }
+  return q;
+}
+
+// Invocation t's rows of a step into buffer `bf`, the C rows scaled by their writer decays (λ^(E−r) − 1).
+fn stash_step(bf: u32, t: u32, q: Step, w0: f32, w1: f32) {
+  Xs[bf][t / 32u][t % 32u] = q.x0;
+  Ys[bf][t / 32u][t % 32u] = fma(q.y0, vec4<f32>(w0), q.y0);
+  Xs[bf][t / 32u + 8u][t % 32u] = q.x1;
+  Ys[bf][t / 32u + 8u][t % 32u] = fma(q.y1, vec4<f32>(w1), q.y1);
+}
+
 // a, b, c or d for q = 0, 1, 2, 3.
 fn pick4(q: u32, a: f32, b: f32, c: f32, d: f32) -> f32 {
   return select(select(a, b, q == 1u), select(c, d, q == 3u), q >= 2u);
@@ -593,22 +634,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let w10 = writer_em1(s, E, lrow + 16u); let w11 = writer_em1(s, E, lrow + 24u);
   let w20 = writer_em1(s, E, lrow + 32u); let w21 = writer_em1(s, E, lrow + 40u);
   let w30 = writer_em1(s, E, lrow + 48u); let w31 = writer_em1(s, E, lrow + 56u);
-  var rx0 = vec4<f32>(0.0); var ry0 = vec4<f32>(0.0);
-  var rx1 = vec4<f32>(0.0); var ry1 = vec4<f32>(0.0);
-  if (lrow < m) {
-    let at = phys(row0 + lrow);
-    rx0 = row4_b(b_head + at * p.dk, m0 + lcol);
-    ry0 = row4_c(c_head + at * p.dv, n0 + lcol);
-  }
-  if (lrow + 8u < m) {
-    let at = phys(row0 + lrow + 8u);
-    rx1 = row4_b(b_head + at * p.dk, m0 + lcol);
-    ry1 = row4_c(c_head + at * p.dv, n0 + lcol);
-  }
-  Xs[0u][lrow][t % 32u] = rx0;
-  Ys[0u][lrow][t % 32u] = fma(ry0, vec4<f32>(w00), ry0);
-  Xs[0u][lrow + 8u][t % 32u] = rx1;
-  Ys[0u][lrow + 8u][t % 32u] = fma(ry1, vec4<f32>(w01), ry1);
+  let src = StepRows(b_head, c_head, m0 + lcol, n0 + lcol, m);
+  var rows = fetch_step(src, row0, lrow);
+  stash_step(0u, t, rows, w00, w01);
   workgroupBarrier();
   let none = StateIn(false, false, 0u, 0u, 0.0, 0.0);
   for (var i = 0u; i < steps; i++) {
@@ -616,21 +644,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     let more = i + 1u < steps;
     let qn = (i + 1u) % per_chunk;
     let r = qn * 16u + lrow;
-    if (more) {
-      let at0 = row0 + ((i + 1u) / per_chunk) * CH;
-      rx0 = vec4<f32>(0.0); ry0 = vec4<f32>(0.0);
-      rx1 = vec4<f32>(0.0); ry1 = vec4<f32>(0.0);
-      if (r < m) {
-        let at = phys(at0 + r);
-        rx0 = row4_b(b_head + at * p.dk, m0 + lcol);
-        ry0 = row4_c(c_head + at * p.dv, n0 + lcol);
-      }
-      if (r + 8u < m) {
-        let at = phys(at0 + r + 8u);
-        rx1 = row4_b(b_head + at * p.dk, m0 + lcol);
-        ry1 = row4_c(c_head + at * p.dv, n0 + lcol);
-      }
-    }
+    if (more) { rows = fetch_step(src, row0 + ((i + 1u) / per_chunk) * CH, r); }
 #unroll k 16
     {
       let a0 = Xs[cur][{{k}}][ty];
@@ -647,15 +661,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       c16 = fma(vec4<f32>(a1.z), b1, c16); c17 = fma(vec4<f32>(a1.w), b1, c17);
     }
 #endunroll
-    if (more) {
-      let nx = cur ^ 1u;
-      let w0 = vec4<f32>(pick4(qn, w00, w10, w20, w30));
-      let w1 = vec4<f32>(pick4(qn, w01, w11, w21, w31));
-      Xs[nx][lrow][t % 32u] = rx0;
-      Ys[nx][lrow][t % 32u] = fma(ry0, w0, ry0);
-      Xs[nx][lrow + 8u][t % 32u] = rx1;
-      Ys[nx][lrow + 8u][t % 32u] = fma(ry1, w1, ry1);
-    }
+    if (more) { stash_step(cur ^ 1u, t, rows, pick4(qn, w00, w10, w20, w30), pick4(qn, w01, w11, w21, w31)); }
     workgroupBarrier();
     if (!fin && (i + 1u) % per_chunk == 0u) {
       // End of chunk z: L_z to its slot, then decay the sum to the next chunk's first row.
