@@ -274,6 +274,7 @@ function coreDef(c: Config, out: boolean, vecK: boolean, vecV: boolean): KernelD
 const scanDefs = new Map<string, KernelDef>();
 /** The scan kernel; `vec`: 4 elements per invocation (the state's size and offset multiples of 4, no INIT). */
 function scanDef(init: boolean, vec = false): KernelDef {
+  if (init && vec) throw new TnlError("internal", "lightning scan: the vec4 form has no initial state");
   const name = `lightning_scan${init ? "_init" : ""}${vec ? "_vec" : ""}`;
   let def = scanDefs.get(name);
   if (!def) {

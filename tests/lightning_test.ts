@@ -340,6 +340,12 @@ Deno.test(
     assert.equal(lightningPlan(h200, { B: 4, H: 8, T: 8192, d: 128, e: 128 }).chunkGroup, 8);
     assert.equal(lightningPlan(h200, { ...few, T: 65536 }).chunkGroup, 32); // 16 heads × 32 groups
     assert.equal(lightningScratchElements(h200, many), 2 * 128 * 64 * 128 * 128); // 128 of 256 heads: 1 GiB
+    // The forward's one set can take more heads than half the backward's two: 5000 chunks × 64 KiB per head,
+    // 3 heads forward (3 × 312.5 MiB ≤ 1 GiB), 1 backward (2 × 312.5 MiB): scratch for the larger.
+    const odd = { B: 1, H: 4, T: 5000 * LIGHTNING_CHUNK_ROWS, d: 128, e: 128 };
+    assert.equal(lightningPlan(h200, odd).headsPerGroup, 3);
+    assert.equal(lightningPlan(h200, odd).headsPerGroupBackward, 1);
+    assert.equal(lightningScratchElements(h200, odd), 3 * 5000 * 128 * 128);
     assert.equal(lightningScratchElements(gpu, { ...many, T: 64 }), 0); // one chunk: no states
     // Elsewhere the block variants, by the number of workgroups.
     const small = { ...gpu, limits: { ...gpu.limits, maxComputeWorkgroupStorageSize: 24576 } } as Gpu;
