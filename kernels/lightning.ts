@@ -929,7 +929,7 @@ function chunkedBackward(step: Step, args: LightningBackwardArgs) {
     const q = view(args.q, T * d), k = view(args.k, T * d), v = view(args.v, T * e);
     const dO = view(args.do, T * e);
     // Forward-time states Σ λ^· v_uᵀ k_u [e, d] (the forward's, transposed: built that way, dq reads them
-    // untransposed, 14% faster than through TRANS_KV on the H200), and reverse-time states Σ λ^· q_tᵀ do_t [d, e].
+    // untransposed, ~8% faster than through TRANS_KV on the H200), and reverse-time states Σ λ^· q_tᵀ do_t [d, e].
     const fwd = kv(0), rev = kv(1);
     if (fwd && rev) {
       chunkStates(g, e, d, v, k, fwd, false);

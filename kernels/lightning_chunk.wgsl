@@ -24,8 +24,8 @@
 // tiles right of the invocation's rows (the mask is zero there).
 // STATE: 256 invocations own a 128 × 128 tile of the state with 8×8 outputs each, the tiling of
 // matmul.wgsl with K = the chunk's rows (16 per step, tiles double-buffered: one barrier per step), walking
-// the G chunks of its group with the accumulators carried (× λ^CH between chunks); the writer decay
-// λ^(CH−r) scales the C rows as they are stashed.
+// the G chunks of its group with the accumulators carried (× λ^CH between chunks; each L_z is stored once the
+// next step's loads are issued); the writer decay λ^(CH−r) scales the C rows as they are stashed.
 //
 // Decay factors as in lightning.wgsl: em1[r] = expm1(−s·r) (accurate at the last layer's tiny rates) applied
 // as x·λ^r = fma(x, em1[r], x).
@@ -231,14 +231,21 @@ struct Pair {
 }
 
 // Invocation t's share of the [8][128] state rows k0..k0+7 of the tile. Non-transposed: vec4 t and t + 128
-// (row i / 32, columns 4·(i % 32)..); transposed: column t, 8 consecutive elements of stored row col0 + t.
+// (row i / 32, columns 4·(i % 32)..); transposed: elements k0 + 4·(t % 2).. of stored rows col0 + t / 2 (lo)
+// and col0 + 64 + t / 2 (hi), so that consecutive invocations read consecutive bytes.
 fn fetch_kv(t: u32, col0: u32, k0: u32, src: StateSrc) -> Pair {
   var r = Pair(vec4<f32>(0.0), vec4<f32>(0.0));
 #if TRANS_KV
-  if (FULL || col0 + t < p.dv) {
-    let row = (col0 + t) * p.dk;
-    r.lo = state4(src.s + row, src.l + row, k0, p.dk, src.mix, src.gdec);
-    r.hi = state4(src.s + row, src.l + row, k0 + 4u, p.dk, src.mix, src.gdec);
+  // Two invocations per stored row, one vec4 each: a quarter warp reads 4 rows' 32 contiguous bytes.
+  let c = col0 + t / 2u;
+  let k = k0 + 4u * (t % 2u);
+  if (FULL || c < p.dv) {
+    let row = c * p.dk;
+    r.lo = state4(src.s + row, src.l + row, k, p.dk, src.mix, src.gdec);
+  }
+  if (FULL || c + 64u < p.dv) {
+    let row = (c + 64u) * p.dk;
+    r.hi = state4(src.s + row, src.l + row, k, p.dk, src.mix, src.gdec);
   }
 #else
   let col = col0 + 4u * (t % 32u);
@@ -255,14 +262,16 @@ fn fetch_kv(t: u32, col0: u32, k0: u32, src: StateSrc) -> Pair {
 // The share of fetch_kv(.., k0 = step start + ko, ..) into the KV rows of the tile.
 fn stash_kv(t: u32, r: Pair, ko: u32) {
 #if TRANS_KV
-  tile[16u + ko + 0u][t / 4u][t % 4u] = r.lo.x;
-  tile[16u + ko + 1u][t / 4u][t % 4u] = r.lo.y;
-  tile[16u + ko + 2u][t / 4u][t % 4u] = r.lo.z;
-  tile[16u + ko + 3u][t / 4u][t % 4u] = r.lo.w;
-  tile[16u + ko + 4u][t / 4u][t % 4u] = r.hi.x;
-  tile[16u + ko + 5u][t / 4u][t % 4u] = r.hi.y;
-  tile[16u + ko + 6u][t / 4u][t % 4u] = r.hi.z;
-  tile[16u + ko + 7u][t / 4u][t % 4u] = r.hi.w;
+  let c = t / 2u; // column of lo; hi is column c + 64
+  let k = 16u + ko + 4u * (t % 2u);
+  tile[k + 0u][c / 4u][c % 4u] = r.lo.x;
+  tile[k + 1u][c / 4u][c % 4u] = r.lo.y;
+  tile[k + 2u][c / 4u][c % 4u] = r.lo.z;
+  tile[k + 3u][c / 4u][c % 4u] = r.lo.w;
+  tile[k + 0u][16u + c / 4u][c % 4u] = r.hi.x;
+  tile[k + 1u][16u + c / 4u][c % 4u] = r.hi.y;
+  tile[k + 2u][16u + c / 4u][c % 4u] = r.hi.z;
+  tile[k + 3u][16u + c / 4u][c % 4u] = r.hi.w;
 #else
   tile[16u + ko + t / 32u][t % 32u] = r.lo;
   tile[16u + ko + t / 32u + 4u][t % 32u] = r.hi;
@@ -535,6 +544,32 @@ struct StateIn {
   decay: f32,
 }
 
+// Rows r0..r0+3, r1..r1+3 and columns q0.., q1.. of an invocation's 8×8 outputs (see main).
+struct TileAt {
+  r0: u32,
+  r1: u32,
+  q0: u32,
+  q1: u32,
+}
+
+// An invocation's 8×8 outputs c{col half}{row} to kv_out at `out` (see store4).
+fn store_tile(
+  out: u32, at: TileAt, st: StateIn,
+  c00: vec4<f32>, c01: vec4<f32>, c02: vec4<f32>, c03: vec4<f32>,
+  c04: vec4<f32>, c05: vec4<f32>, c06: vec4<f32>, c07: vec4<f32>,
+  c10: vec4<f32>, c11: vec4<f32>, c12: vec4<f32>, c13: vec4<f32>,
+  c14: vec4<f32>, c15: vec4<f32>, c16: vec4<f32>, c17: vec4<f32>,
+) {
+  store4(out, at.r0, at.q0, c00, st); store4(out, at.r0 + 1u, at.q0, c01, st);
+  store4(out, at.r0 + 2u, at.q0, c02, st); store4(out, at.r0 + 3u, at.q0, c03, st);
+  store4(out, at.r1, at.q0, c04, st); store4(out, at.r1 + 1u, at.q0, c05, st);
+  store4(out, at.r1 + 2u, at.q0, c06, st); store4(out, at.r1 + 3u, at.q0, c07, st);
+  store4(out, at.r0, at.q1, c10, st); store4(out, at.r0 + 1u, at.q1, c11, st);
+  store4(out, at.r0 + 2u, at.q1, c12, st); store4(out, at.r0 + 3u, at.q1, c13, st);
+  store4(out, at.r1, at.q1, c14, st); store4(out, at.r1 + 1u, at.q1, c15, st);
+  store4(out, at.r1 + 2u, at.q1, c16, st); store4(out, at.r1 + 3u, at.q1, c17, st);
+}
+
 // The writer decay λ^(E − r) − 1 of chunk row r (rows past E only stage zeros).
 fn writer_em1(s: f32, E: u32, r: u32) -> f32 {
   if (r > E) { return 0.0; }
@@ -617,10 +652,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   var c04 = vec4<f32>(0.0); var c05 = vec4<f32>(0.0); var c06 = vec4<f32>(0.0); var c07 = vec4<f32>(0.0);
   var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0); var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0);
   var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0); var c16 = vec4<f32>(0.0); var c17 = vec4<f32>(0.0);
-  let r0 = m0 + ty * 4u;
-  let r1 = m0 + 64u + ty * 4u;
-  let q0 = n0 + tx * 4u;
-  let q1 = n0 + 64u + tx * 4u;
+  let at = TileAt(m0 + ty * 4u, m0 + 64u + ty * 4u, n0 + tx * 4u, n0 + 64u + tx * 4u);
 
   // Staging: invocation t fetches 4 columns (4·(t % 32)..) of chunk rows 16q + t / 32 and 16q + t / 32 + 8
   // from B and from C at step q of a chunk (all chunks but a final one have CH rows: 4 steps). The C rows
@@ -645,6 +677,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     let qn = (i + 1u) % per_chunk;
     let r = qn * 16u + lrow;
     if (more) { rows = fetch_step(src, row0 + ((i + 1u) / per_chunk) * CH, r); }
+    if (!fin && i > 0u && i % per_chunk == 0u) {
+      // Chunk z = i / per_chunk − 1 ended with the previous step: L_z to its slot, issued after this step's
+      // loads (stores ahead of them held them up: −26% on the H200), then the sum decayed to chunk z + 1's
+      // first row.
+      store_tile(slots + (z_first + i / per_chunk - 1u) * p.dk * p.dv, at, none,
+        c00, c01, c02, c03, c04, c05, c06, c07, c10, c11, c12, c13, c14, c15, c16, c17,
+      );
+      c00 = fma(c00, decay_chunk, c00); c01 = fma(c01, decay_chunk, c01);
+      c02 = fma(c02, decay_chunk, c02); c03 = fma(c03, decay_chunk, c03);
+      c04 = fma(c04, decay_chunk, c04); c05 = fma(c05, decay_chunk, c05);
+      c06 = fma(c06, decay_chunk, c06); c07 = fma(c07, decay_chunk, c07);
+      c10 = fma(c10, decay_chunk, c10); c11 = fma(c11, decay_chunk, c11);
+      c12 = fma(c12, decay_chunk, c12); c13 = fma(c13, decay_chunk, c13);
+      c14 = fma(c14, decay_chunk, c14); c15 = fma(c15, decay_chunk, c15);
+      c16 = fma(c16, decay_chunk, c16); c17 = fma(c17, decay_chunk, c17);
+    }
 #unroll k 16
     {
       let a0 = Xs[cur][{{k}}][ty];
@@ -663,26 +711,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 #endunroll
     if (more) { stash_step(cur ^ 1u, t, rows, pick4(qn, w00, w10, w20, w30), pick4(qn, w01, w11, w21, w31)); }
     workgroupBarrier();
-    if (!fin && (i + 1u) % per_chunk == 0u) {
-      // End of chunk z: L_z to its slot, then decay the sum to the next chunk's first row.
-      let out = slots + (z_first + i / per_chunk) * p.dk * p.dv;
-      store4(out, r0, q0, c00, none); store4(out, r0 + 1u, q0, c01, none);
-      store4(out, r0 + 2u, q0, c02, none); store4(out, r0 + 3u, q0, c03, none);
-      store4(out, r1, q0, c04, none); store4(out, r1 + 1u, q0, c05, none);
-      store4(out, r1 + 2u, q0, c06, none); store4(out, r1 + 3u, q0, c07, none);
-      store4(out, r0, q1, c10, none); store4(out, r0 + 1u, q1, c11, none);
-      store4(out, r0 + 2u, q1, c12, none); store4(out, r0 + 3u, q1, c13, none);
-      store4(out, r1, q1, c14, none); store4(out, r1 + 1u, q1, c15, none);
-      store4(out, r1 + 2u, q1, c16, none); store4(out, r1 + 3u, q1, c17, none);
-      c00 = fma(c00, decay_chunk, c00); c01 = fma(c01, decay_chunk, c01);
-      c02 = fma(c02, decay_chunk, c02); c03 = fma(c03, decay_chunk, c03);
-      c04 = fma(c04, decay_chunk, c04); c05 = fma(c05, decay_chunk, c05);
-      c06 = fma(c06, decay_chunk, c06); c07 = fma(c07, decay_chunk, c07);
-      c10 = fma(c10, decay_chunk, c10); c11 = fma(c11, decay_chunk, c11);
-      c12 = fma(c12, decay_chunk, c12); c13 = fma(c13, decay_chunk, c13);
-      c14 = fma(c14, decay_chunk, c14); c15 = fma(c15, decay_chunk, c15);
-      c16 = fma(c16, decay_chunk, c16); c17 = fma(c17, decay_chunk, c17);
-    }
   }
 
   if (fin) {
@@ -697,15 +725,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       group_em1(s, z % p.group),
       expm1_neg(-s * f32(E)),
     );
-    let out = p.out_base + head * p.dk * p.dv;
-    store4(out, r0, q0, c00, st); store4(out, r0 + 1u, q0, c01, st);
-    store4(out, r0 + 2u, q0, c02, st); store4(out, r0 + 3u, q0, c03, st);
-    store4(out, r1, q0, c04, st); store4(out, r1 + 1u, q0, c05, st);
-    store4(out, r1 + 2u, q0, c06, st); store4(out, r1 + 3u, q0, c07, st);
-    store4(out, r0, q1, c10, st); store4(out, r0 + 1u, q1, c11, st);
-    store4(out, r0 + 2u, q1, c12, st); store4(out, r0 + 3u, q1, c13, st);
-    store4(out, r1, q1, c14, st); store4(out, r1 + 1u, q1, c15, st);
-    store4(out, r1 + 2u, q1, c16, st); store4(out, r1 + 3u, q1, c17, st);
+    store_tile(p.out_base + head * p.dk * p.dv, at, st,
+      c00, c01, c02, c03, c04, c05, c06, c07, c10, c11, c12, c13, c14, c15, c16, c17,
+    );
+  } else if (count > 0u) {
+    // The last chunk's L_z.
+    store_tile(slots + (z_first + count - 1u) * p.dk * p.dv, at, none,
+      c00, c01, c02, c03, c04, c05, c06, c07, c10, c11, c12, c13, c14, c15, c16, c17,
+    );
   }
 }
 #endif
