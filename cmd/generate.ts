@@ -175,6 +175,7 @@ export function generateCommand(): CommandUnknownOpts {
     .option("-f, --file <file>", "read the prompt from FILE (the whole file; '-' = stdin)")
     .option("--prompts <file>", "one prompt per line, generated as a batch (output: one completion per line)")
     .option("--prompt-ids <ids>", "token ids instead of text, e.g. 1,2,3 (nothing is prepended)")
+    .option("--echo", "print each prompt before its continuation (text output)")
     .option("--json", "print one JSON document at the end: text, token ids, stop type, timings")
     .option("--logprobs", "with --json: each generated token's log-probability under the model")
     .option(
@@ -205,6 +206,9 @@ export function generateCommand(): CommandUnknownOpts {
       }
       if (promptArg === "") throw new TnlError("usage", "tnl generate: the prompt is empty");
       if (opts.logprobs && !opts.json) throw new TnlError("usage", "--logprobs needs --json");
+      if (opts.echo && opts.json) {
+        throw new TnlError("usage", "--echo applies to text output; --json reports the continuation alone");
+      }
       for (const s of opts.stop) {
         if (s === "") throw new TnlError("usage", "--stop: the stop string is empty");
       }
@@ -279,6 +283,15 @@ export function generateCommand(): CommandUnknownOpts {
           logprobs: Boolean(opts.logprobs),
         };
         const streaming = prompts.length === 1 && !opts.json && tokenizer !== null;
+        // What --echo prints before prompt i's continuation: the prompt as given (text as its bytes, ids
+        // decoded by the tokenizer, or the ids themselves with the continuation's ids after them).
+        const echoed = (i: number): Uint8Array => {
+          if (!opts.echo) return new Uint8Array();
+          if (texts) return texts[i];
+          const ids = prompts[i];
+          return new TextEncoder().encode(tokenizer ? tokenizer.decode(ids) : ids.join(" ") + " ");
+        };
+        if (streaming && opts.echo) await Deno.stdout.write(echoed(0));
         const eos = opts.ignoreEos ? null : m.eosId;
         const results: { out: SequenceOutput; text: StopText | null }[] = [];
         let prefillMs = 0, decodeMs = 0;
@@ -361,7 +374,10 @@ export function generateCommand(): CommandUnknownOpts {
             : { model: opts.model, seed, results: results.map(resultJson), timings };
           await writeOutput("-", JSON.stringify(doc, null, 2));
         } else if (!streaming) {
-          const lines = results.map((r) => (r.text ? r.text.text : r.out.tokens.join(" ")));
+          const dec = new TextDecoder();
+          const lines = results.map((r, i) =>
+            dec.decode(echoed(i)) + (r.text ? r.text.text : r.out.tokens.join(" "))
+          );
           await writeOutput("-", lines.join("\n"));
         }
         const stops = [...new Set(results.map((r) => r.out.stop))].join(", ");

@@ -375,6 +375,9 @@ Deno.test(
         "0",
       ]);
       assert.equal(plain.stdout.trim(), lib.tokens.join(" "));
+      // --echo: the prompt's ids first.
+      const echoed = await generateCli([...greedy10, "--echo"]);
+      assert.equal(echoed.stdout.trim(), [...ids, ...lib.tokens].join(" "));
       // --weights f16: the library's draws with f16 decode weights.
       const [lib16] = await run(model, [{ ids }], GREEDY, 10, null, "f16");
       const half = await generateCli([...greedy10, "--weights", "f16"]);
@@ -441,6 +444,9 @@ Deno.test(
       assert.equal(streamed.code, 0, streamed.stderr);
       assert.equal(streamed.stdout, j.content.endsWith("\n") ? j.content : j.content + "\n");
       assert.match(streamed.stderr, /generated 24 tokens/);
+      // --echo: the prompt as given, then the same continuation.
+      const echoed = await generateCli([...common, prompt, "--echo"]);
+      assert.equal(echoed.stdout, prompt + streamed.stdout);
       // A stop string from the middle of the text: the text ends before its first occurrence.
       const m = /[a-z]{3}/.exec(j.content.slice(6))!;
       const stop = m[0], at = j.content.indexOf(stop);
@@ -464,6 +470,9 @@ Deno.test(
       assert.equal(b.results.length, 3);
       assert.deepEqual(b.results[1].tokens, j.tokens);
       assert.equal(b.results[1].content, j.content);
+      const be = await generateCli([...common, "--prompts", `${dir}/prompts.txt`, "--echo"]);
+      const lines = ["The dog", prompt, "It was"].map((x, i) => x + b.results[i].content).join("\n");
+      assert.equal(be.stdout, lines.endsWith("\n") ? lines : lines + "\n");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -535,6 +544,7 @@ Deno.test("tnl generate: bad flags and inputs are one-line errors of the right k
     [["--model", TINY, "-f", `${TINY}/missing.txt`], "io", /cannot read .*missing.txt/],
     [[...ids, "--stop", ""], "usage", /stop string is empty/],
     [[...ids, "--logprobs"], "usage", /--logprobs needs --json/],
+    [[...ids, "--echo", "--json"], "usage", /--echo applies to text output/],
     [[...ids, "--weights", "bf16"], "usage", /--weights bf16: expected f32 or f16/],
   ];
   for (const [args, kind, pattern] of cases) {
