@@ -26,9 +26,15 @@ export function note(line: string): void {
 }
 
 /** Writes `text` to FILE, or to stdout when FILE is "-". */
+/** All of `bytes` to stdout (one write may take only part of them, e.g. into a full pipe). */
+export async function writeStdout(bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await Deno.stdout.write(bytes.subarray(off));
+}
+
 export async function writeOutput(file: string, text: string): Promise<void> {
   if (file === "-") {
-    await Deno.stdout.write(new TextEncoder().encode(text.endsWith("\n") ? text : text + "\n"));
+    await writeStdout(new TextEncoder().encode(text.endsWith("\n") ? text : text + "\n"));
   } else {
     await writeFileAtomic(file, text.endsWith("\n") ? text : text + "\n");
   }

@@ -17,7 +17,7 @@ import {
 import { GEMV_MAX_BATCH } from "../kernels/decode.ts";
 import { SAMPLER_MAX_WINDOW, type SamplerSettings } from "../kernels/sample.ts";
 import { configuredBos, loadTokenizer, type Tokenizer, tokenizerFileIn } from "../core/tokenizer.ts";
-import { type GlobalOptions, gpuFromOptions, note, writeOutput } from "./common.ts";
+import { type GlobalOptions, gpuFromOptions, note, writeOutput, writeStdout } from "./common.ts";
 
 /** --weights: the type the decode GEMVs read. */
 export function decodeWeights(value: string): DecodeWeights {
@@ -283,15 +283,11 @@ export function generateCommand(): CommandUnknownOpts {
           logprobs: Boolean(opts.logprobs),
         };
         const streaming = prompts.length === 1 && !opts.json && tokenizer !== null;
-        // What --echo prints before prompt i's continuation: the prompt as given (text as its bytes, ids
-        // decoded by the tokenizer, or the ids themselves with the continuation's ids after them).
-        const echoed = (i: number): Uint8Array => {
-          if (!opts.echo) return new Uint8Array();
-          if (texts) return texts[i];
-          const ids = prompts[i];
-          return new TextEncoder().encode(tokenizer ? tokenizer.decode(ids) : ids.join(" ") + " ");
-        };
-        if (streaming && opts.echo) await Deno.stdout.write(echoed(0));
+        // The text --echo prints before prompt i's continuation (with a tokenizer): the prompt as given, its
+        // bytes, or its ids decoded. Without a tokenizer the prompt's ids go before the continuation's.
+        const echoed = (i: number): Uint8Array =>
+          texts ? texts[i] : new TextEncoder().encode(tokenizer!.decode(prompts[i]));
+        if (streaming && opts.echo) await writeStdout(echoed(0));
         const eos = opts.ignoreEos ? null : m.eosId;
         const results: { out: SequenceOutput; text: StopText | null }[] = [];
         let prefillMs = 0, decodeMs = 0;
@@ -303,7 +299,7 @@ export function generateCommand(): CommandUnknownOpts {
           const gen = new Generator(model, { batch: group.length, sampling, weights: opts.weights });
           let tPrefill = performance.now(), tDecode = 0;
           const write = async (s: string) => {
-            if (s) await Deno.stdout.write(enc.encode(s));
+            if (s) await writeStdout(enc.encode(s));
           };
           try {
             const outs = await generate(gen, group.map((ids, i): Prompt => ({ ids, stream: g0 + i })), {
@@ -375,9 +371,10 @@ export function generateCommand(): CommandUnknownOpts {
           await writeOutput("-", JSON.stringify(doc, null, 2));
         } else if (!streaming) {
           const dec = new TextDecoder();
-          const lines = results.map((r, i) =>
-            dec.decode(echoed(i)) + (r.text ? r.text.text : r.out.tokens.join(" "))
-          );
+          const lines = results.map((r, i) => {
+            if (!r.text) return (opts.echo ? [...prompts[i], ...r.out.tokens] : r.out.tokens).join(" ");
+            return (opts.echo ? dec.decode(echoed(i)) : "") + r.text.text;
+          });
           await writeOutput("-", lines.join("\n"));
         }
         const stops = [...new Set(results.map((r) => r.out.stop))].join(", ");

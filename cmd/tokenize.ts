@@ -16,7 +16,7 @@ import {
   TokenFileWriter,
 } from "../core/tokenfile.ts";
 import { loadTokenizer, type Tokenizer } from "../core/tokenizer.ts";
-import { note, positiveInt } from "./common.ts";
+import { note, positiveInt, writeStdout } from "./common.ts";
 
 async function readInput(path: string): Promise<Uint8Array> {
   try {
@@ -25,11 +25,6 @@ async function readInput(path: string): Promise<Uint8Array> {
   } catch (e) {
     throw ioError("read", path === "-" ? "stdin" : path, e);
   }
-}
-
-async function writeStdout(bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await Deno.stdout.write(bytes.subarray(off));
 }
 
 function nonNegativeInt(flag: string) {

@@ -580,16 +580,16 @@ export interface DispatchCall {
 }
 
 /**
- * Dispatches checked and bound once, for work encoded the same way many times (a decode round): their
- * parameter blocks live in a uniform buffer of their own, so `Step.replay` costs four encoder calls per
- * dispatch instead of Step.dispatch's checks, cache lookups and parameter copies.
- */
-/**
  * Dynamic offsets go through setBindGroup's typed-array form: Deno converts it at a quarter of the host cost
  * of an array (an empty one panics, so bind groups without offsets keep the plain form).
  */
 const ONE_OFFSET = new Uint32Array(1);
 
+/**
+ * Dispatches checked and bound once, for work encoded the same way many times (a decode round): their
+ * parameter blocks live in a uniform buffer of their own, so `Step.replay` costs four encoder calls per
+ * dispatch instead of Step.dispatch's checks, cache lookups and parameter copies.
+ */
 export class DispatchPlan {
   readonly items: {
     kernel: Kernel;

@@ -14,7 +14,6 @@ export const SAMPLER_MAX_WINDOW = 1024;
 export const SAMPLER_GATHER = 512;
 /** The token written where no token could be drawn (non-finite logits, or every token banned). */
 export const NO_TOKEN = 0xffffffff;
-/** Loads in flight per invocation in the sampler's passes over the vocabulary (sample.wgsl's U). */
 /**
  * Units of 4 logits each invocation loads before using them, in a pass over the vocabulary: 8 on a GPU (one
  * workgroup per sequence is latency-bound: H200, greedy 23 → 16 µs from 8 scalar loads to 8 units); 2 on

@@ -377,7 +377,7 @@ Deno.test(
       assert.equal(plain.stdout.trim(), lib.tokens.join(" "));
       // --echo: the prompt's ids first.
       const echoed = await generateCli([...greedy10, "--echo"]);
-      assert.equal(echoed.stdout.trim(), [...ids, ...lib.tokens].join(" "));
+      assert.equal(echoed.stdout, [...ids, ...lib.tokens].join(" ") + "\n");
       // --weights f16: the library's draws with f16 decode weights.
       const [lib16] = await run(model, [{ ids }], GREEDY, 10, null, "f16");
       const half = await generateCli([...greedy10, "--weights", "f16"]);
