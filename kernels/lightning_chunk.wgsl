@@ -20,7 +20,7 @@
 // k-major and the rows of KV; per column it reads 5 vec4 from workgroup memory for 96 FMAs, feeding both the
 // inter product A·KV and the score block A·Bᵀ. The masked, decayed score block then goes to workgroup
 // memory k-major over the staged rows (rows skewed by key / 4 so that the stores of a quarter warp hit
-// distinct banks); a second loop over the chunk's keys, 16 per step, stages C and adds P·C, skipping key
+// distinct banks); a second loop over the chunk's keys, 8 per step, stages C and adds P·C, skipping key
 // tiles right of the invocation's rows (the mask is zero there).
 // STATE: 256 invocations own a 128 × 128 tile of the state with 8×8 outputs each, the tiling of
 // matmul.wgsl with K = the chunk's rows (16 per step, tiles double-buffered: one barrier per step), walking
@@ -183,17 +183,24 @@ fn state4(s_at: u32, l_at: u32, col: u32, n: u32, mix: bool, gdec: f32) -> vec4<
 }
 
 #if OUT
-var<workgroup> em1: array<f32, 65>; // expm1(−s·r), r ∈ [0, CH]
+// Workgroup memory (20 KiB), one variable `sm` of 40 rows × 128 floats: rows [0, 32) hold the staged rows of
+// a dk step, A [16 k][16 row4] in sm[k][0..16), B [16 k][16 key4] in sm[k][16..32) and KV [16 k][32 col4] in
+// sm[16 + k], then the masked score block (score_col); rows [32, 40) (CS) the C rows of a key step.
+// Two-dimensional with a constant first index in the unrolled loops: the bounds clamp of a workgroup index
+// then stays out of the loop (a flat array measured 13% slower on the H200). Under 24 KiB so that two
+// workgroups share an SM of the H200: Vulkan gives a workgroup 48 KiB per SM there, and a two-dimensional
+// array takes a little more than its bytes (24 KiB of them, or 16 + 8 KiB in two variables, left one
+// workgroup per SM; 16 keys per step, in 24 KiB, took 2.99 ms at b4 h16 T16K, 8 in 20 KiB 2.24 ms).
+const KS: u32 = 8u; // keys per step of the intra product (the `#unroll k 8` of its loop)
+var<workgroup> sm: array<array<vec4<f32>, 32>, 32 + KS>;
+const CS: u32 = 32u; // first row of the C rows
 
-// Workgroup memory (24.3 KiB): `tile` holds the staged rows of a dk step, A [16 k][16 row4] in
-// tile[k][0..16), B [16 k][16 key4] in tile[k][16..32) and KV [16 k][32 col4] in tile[16 + k], then the
-// masked score block (score_row, score_col); `cst` the C rows of a key step. Two-dimensional with a constant
-// first index in the unrolled loops: the bounds clamp of a workgroup index then stays out of the loop (a
-// flat array measured 13% slower on the H200).
-var<workgroup> tile: array<array<vec4<f32>, 32>, 32>;
-var<workgroup> cst: array<array<vec4<f32>, 32>, 16>; // [key: 16][col: 128 as 32 × vec4]
+// expm1(−s·r), r ∈ [0, CH], lives in the last C row until the intra product stages C there.
+fn em1(r: u32) -> f32 {
+  return sm[CS + KS - 1u][r / 4u][r % 4u];
+}
 
-// Where rows 4·r4..4·r4+3 at key j of the score block live: tile[j / 2][16·(j % 2) + (r4 + j / 4) % 16]
+// Where rows 4·r4..4·r4+3 at key j of the score block live: sm[j / 2][16·(j % 2) + (r4 + j / 4) % 16]
 // (rows skewed by key / 4 so that the stores of a quarter warp hit distinct banks).
 fn score_col(j: u32, r4: u32) -> u32 {
   return (j % 2u) * 16u + ((r4 + j / 4u) & 15u);
@@ -264,60 +271,49 @@ fn stash_kv(t: u32, r: Pair, ko: u32) {
 #if TRANS_KV
   let c = t / 2u; // column of lo; hi is column c + 64
   let k = 16u + ko + 4u * (t % 2u);
-  tile[k + 0u][c / 4u][c % 4u] = r.lo.x;
-  tile[k + 1u][c / 4u][c % 4u] = r.lo.y;
-  tile[k + 2u][c / 4u][c % 4u] = r.lo.z;
-  tile[k + 3u][c / 4u][c % 4u] = r.lo.w;
-  tile[k + 0u][16u + c / 4u][c % 4u] = r.hi.x;
-  tile[k + 1u][16u + c / 4u][c % 4u] = r.hi.y;
-  tile[k + 2u][16u + c / 4u][c % 4u] = r.hi.z;
-  tile[k + 3u][16u + c / 4u][c % 4u] = r.hi.w;
+  sm[k + 0u][c / 4u][c % 4u] = r.lo.x;
+  sm[k + 1u][c / 4u][c % 4u] = r.lo.y;
+  sm[k + 2u][c / 4u][c % 4u] = r.lo.z;
+  sm[k + 3u][c / 4u][c % 4u] = r.lo.w;
+  sm[k + 0u][16u + c / 4u][c % 4u] = r.hi.x;
+  sm[k + 1u][16u + c / 4u][c % 4u] = r.hi.y;
+  sm[k + 2u][16u + c / 4u][c % 4u] = r.hi.z;
+  sm[k + 3u][16u + c / 4u][c % 4u] = r.hi.w;
 #else
-  tile[16u + ko + t / 32u][t % 32u] = r.lo;
-  tile[16u + ko + t / 32u + 4u][t % 32u] = r.hi;
+  sm[16u + ko + t / 32u][t % 32u] = r.lo;
+  sm[16u + ko + t / 32u + 4u][t % 32u] = r.hi;
 #endif
 }
 
 // Columns lk..lk+3 of chunk row lr, k-major, into the A (base 0) or B (base 16) columns of the tile.
 fn stash_rows(base: u32, lr: u32, lk: u32, x: vec4<f32>) {
-  tile[lk + 0u][base + lr / 4u][lr % 4u] = x.x;
-  tile[lk + 1u][base + lr / 4u][lr % 4u] = x.y;
-  tile[lk + 2u][base + lr / 4u][lr % 4u] = x.z;
-  tile[lk + 3u][base + lr / 4u][lr % 4u] = x.w;
+  sm[lk + 0u][base + lr / 4u][lr % 4u] = x.x;
+  sm[lk + 1u][base + lr / 4u][lr % 4u] = x.y;
+  sm[lk + 2u][base + lr / 4u][lr % 4u] = x.z;
+  sm[lk + 3u][base + lr / 4u][lr % 4u] = x.w;
 }
 
 // Rows i..i+3 at key j of the score block, masked (j > row → 0) and decayed by λ^(row − j).
 fn mask4(v: vec4<f32>, i: u32, j: u32) -> vec4<f32> {
   var out = vec4<f32>(0.0);
 #unroll q 4
-  if (i + {{q}}u >= j) { out[{{q}}] = fma(v[{{q}}], em1[i + {{q}}u - j], v[{{q}}]); }
+  if (i + {{q}}u >= j) { out[{{q}}] = fma(v[{{q}}], em1(i + {{q}}u - j), v[{{q}}]); }
 #endunroll
   return out;
 }
 
-// Rows r, r + 4, r + 8, r + 12 of the chunk (those < m) at columns col.. of C: invocation t's share of a
-// key step (r = step start + t / 32).
-struct Quad {
-  a: vec4<f32>,
-  b: vec4<f32>,
-  c: vec4<f32>,
-  d: vec4<f32>,
-}
-
-fn fetch_c(c_head: u32, row0: u32, r: u32, m: u32, col: u32) -> Quad {
-  var q = Quad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-  if (r < m) { q.a = row4_c(c_head + phys(row0 + r) * p.dv, col); }
-  if (r + 4u < m) { q.b = row4_c(c_head + phys(row0 + r + 4u) * p.dv, col); }
-  if (r + 8u < m) { q.c = row4_c(c_head + phys(row0 + r + 8u) * p.dv, col); }
-  if (r + 12u < m) { q.d = row4_c(c_head + phys(row0 + r + 12u) * p.dv, col); }
+// Rows r and r + 4 of the chunk (those < m) at columns col.. of C: invocation t's share of a key step
+// (r = step start + t / 32).
+fn fetch_c(c_head: u32, row0: u32, r: u32, m: u32, col: u32) -> Pair {
+  var q = Pair(vec4<f32>(0.0), vec4<f32>(0.0));
+  if (r < m) { q.lo = row4_c(c_head + phys(row0 + r) * p.dv, col); }
+  if (r + 4u < m) { q.hi = row4_c(c_head + phys(row0 + r + 4u) * p.dv, col); }
   return q;
 }
 
-fn stash_c(t: u32, q: Quad) {
-  cst[t / 32u][t % 32u] = q.a;
-  cst[t / 32u + 4u][t % 32u] = q.b;
-  cst[t / 32u + 8u][t % 32u] = q.c;
-  cst[t / 32u + 12u][t % 32u] = q.d;
+fn stash_c(t: u32, q: Pair) {
+  sm[CS + t / 32u][t % 32u] = q.lo;
+  sm[CS + t / 32u + 4u][t % 32u] = q.hi;
 }
 
 // Row i (< m) of the chunk at columns col..col+3 of O.
@@ -344,7 +340,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let z = p.z0 + wg.y;
   let head = wg.z;
   let s = slopes[(p.head0 + head) % p.H];
-  if (t <= CH) { em1[t] = expm1_neg(-s * f32(t)); }
+  if (t <= CH) { sm[CS + KS - 1u][t / 4u][t % 4u] = expm1_neg(-s * f32(t)); }
 
   let row0 = z * CH;
   let m = min(CH, p.T - row0);
@@ -406,15 +402,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     }
 #unroll k 16
     {
-      let a0 = tile[{{k}}][pr];
-      let a1 = tile[{{k}}][pr1];
-      let b = tile[{{k}}][tx1];
+      let a0 = sm[{{k}}][pr];
+      let a1 = sm[{{k}}][pr1];
+      let b = sm[{{k}}][tx1];
       p00 = fma(vec4<f32>(b.x), a0, p00); p01 = fma(vec4<f32>(b.x), a1, p01);
       p10 = fma(vec4<f32>(b.y), a0, p10); p11 = fma(vec4<f32>(b.y), a1, p11);
       p20 = fma(vec4<f32>(b.z), a0, p20); p21 = fma(vec4<f32>(b.z), a1, p21);
       p30 = fma(vec4<f32>(b.w), a0, p30); p31 = fma(vec4<f32>(b.w), a1, p31);
-      let y0 = tile[16 + {{k}}][tx];
-      let y1 = tile[16 + {{k}}][tx1];
+      let y0 = sm[16 + {{k}}][tx];
+      let y1 = sm[16 + {{k}}][tx1];
       o00 = fma(vec4<f32>(a0.x), y0, o00); o01 = fma(vec4<f32>(a0.x), y1, o01);
       o10 = fma(vec4<f32>(a0.y), y0, o10); o11 = fma(vec4<f32>(a0.y), y1, o11);
       o20 = fma(vec4<f32>(a0.z), y0, o20); o21 = fma(vec4<f32>(a0.z), y1, o21);
@@ -431,51 +427,53 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   // The masked, decayed score block, k-major for the product with C (over the tile: its reads are done).
   let i0 = 8u * ty;
   let j0 = 4u * tx;
-  tile[j0 / 2u][score_col(j0, pr)] = mask4(p00, i0, j0);
-  tile[j0 / 2u][score_col(j0, pr1)] = mask4(p01, i0 + 4u, j0);
-  tile[(j0 + 1u) / 2u][score_col(j0 + 1u, pr)] = mask4(p10, i0, j0 + 1u);
-  tile[(j0 + 1u) / 2u][score_col(j0 + 1u, pr1)] = mask4(p11, i0 + 4u, j0 + 1u);
-  tile[(j0 + 2u) / 2u][score_col(j0 + 2u, pr)] = mask4(p20, i0, j0 + 2u);
-  tile[(j0 + 2u) / 2u][score_col(j0 + 2u, pr1)] = mask4(p21, i0 + 4u, j0 + 2u);
-  tile[(j0 + 3u) / 2u][score_col(j0 + 3u, pr)] = mask4(p30, i0, j0 + 3u);
-  tile[(j0 + 3u) / 2u][score_col(j0 + 3u, pr1)] = mask4(p31, i0 + 4u, j0 + 3u);
+  sm[j0 / 2u][score_col(j0, pr)] = mask4(p00, i0, j0);
+  sm[j0 / 2u][score_col(j0, pr1)] = mask4(p01, i0 + 4u, j0);
+  sm[(j0 + 1u) / 2u][score_col(j0 + 1u, pr)] = mask4(p10, i0, j0 + 1u);
+  sm[(j0 + 1u) / 2u][score_col(j0 + 1u, pr1)] = mask4(p11, i0 + 4u, j0 + 1u);
+  sm[(j0 + 2u) / 2u][score_col(j0 + 2u, pr)] = mask4(p20, i0, j0 + 2u);
+  sm[(j0 + 2u) / 2u][score_col(j0 + 2u, pr1)] = mask4(p21, i0 + 4u, j0 + 2u);
+  sm[(j0 + 3u) / 2u][score_col(j0 + 3u, pr)] = mask4(p30, i0, j0 + 3u);
+  sm[(j0 + 3u) / 2u][score_col(j0 + 3u, pr1)] = mask4(p31, i0 + 4u, j0 + 3u);
 
   // Reader-side decay of the inter term: λ^i for row i = 8ty + r.
-  var d = vec4<f32>(em1[i0]);
+  var d = vec4<f32>(em1(i0));
   o00 = fma(o00, d, o00); o01 = fma(o01, d, o01);
-  d = vec4<f32>(em1[i0 + 1u]);
+  d = vec4<f32>(em1(i0 + 1u));
   o10 = fma(o10, d, o10); o11 = fma(o11, d, o11);
-  d = vec4<f32>(em1[i0 + 2u]);
+  d = vec4<f32>(em1(i0 + 2u));
   o20 = fma(o20, d, o20); o21 = fma(o21, d, o21);
-  d = vec4<f32>(em1[i0 + 3u]);
+  d = vec4<f32>(em1(i0 + 3u));
   o30 = fma(o30, d, o30); o31 = fma(o31, d, o31);
-  d = vec4<f32>(em1[i0 + 4u]);
+  d = vec4<f32>(em1(i0 + 4u));
   o40 = fma(o40, d, o40); o41 = fma(o41, d, o41);
-  d = vec4<f32>(em1[i0 + 5u]);
+  d = vec4<f32>(em1(i0 + 5u));
   o50 = fma(o50, d, o50); o51 = fma(o51, d, o51);
-  d = vec4<f32>(em1[i0 + 6u]);
+  d = vec4<f32>(em1(i0 + 6u));
   o60 = fma(o60, d, o60); o61 = fma(o61, d, o61);
-  d = vec4<f32>(em1[i0 + 7u]);
+  d = vec4<f32>(em1(i0 + 7u));
   o70 = fma(o70, d, o70); o71 = fma(o71, d, o71);
 
-  // ---- intra product P·C over the chunk's keys, 16 at a time; key tiles right of the invocation's rows are
+  workgroupBarrier(); // the em1 reads above are done before C rows overwrite them
+
+  // ---- intra product P·C over the chunk's keys, KS at a time; key tiles right of the invocation's rows are
   // skipped (the mask is zero there).
   let c_col = col0 + 4u * (t % 32u);
   let c_k = t / 32u;
-  let jtiles = (m + 15u) / 16u;
+  let jtiles = (m + KS - 1u) / KS;
   var rc = fetch_c(c_head, row0, c_k, m, c_col);
   for (var jt = 0u; jt < jtiles; jt++) {
     stash_c(t, rc);
     workgroupBarrier(); // also orders the score block's stores above before the first reads
-    if (jt + 1u < jtiles) { rc = fetch_c(c_head, row0, (jt + 1u) * 16u + c_k, m, c_col); }
-    if (2u * jt <= ty) { // keys 16jt.. ≤ rows 8ty + 7
-#unroll k 16
+    if (jt + 1u < jtiles) { rc = fetch_c(c_head, row0, (jt + 1u) * KS + c_k, m, c_col); }
+    if (KS * jt <= 8u * ty + 7u) { // keys KS·jt.. ≤ rows 8ty + 7
+#unroll k 8
       {
-        let j = jt * 16u + {{k}}u;
-        let q0 = tile[j / 2u][score_col(j, pr)];
-        let q1 = tile[j / 2u][score_col(j, pr1)];
-        let y0 = cst[{{k}}][tx];
-        let y1 = cst[{{k}}][tx1];
+        let j = jt * KS + {{k}}u;
+        let q0 = sm[j / 2u][score_col(j, pr)];
+        let q1 = sm[j / 2u][score_col(j, pr1)];
+        let y0 = sm[CS + {{k}}][tx];
+        let y1 = sm[CS + {{k}}][tx1];
         o00 = fma(vec4<f32>(q0.x), y0, o00); o01 = fma(vec4<f32>(q0.x), y1, o01);
         o10 = fma(vec4<f32>(q0.y), y0, o10); o11 = fma(vec4<f32>(q0.y), y1, o11);
         o20 = fma(vec4<f32>(q0.z), y0, o20); o21 = fma(vec4<f32>(q0.z), y1, o21);
