@@ -72,7 +72,7 @@ export const LIGHTNING_CHUNKED_SCRATCH_BYTES = 1 << 30;
 export const LIGHTNING_MAX_CHUNK_GROUP = 32;
 /** About two waves of two 256-invocation workgroups per SM of the H200 (2 × 2 × 132 = 528). */
 export const LIGHTNING_CHUNKED_STATE_MIN_WORKGROUPS = 512;
-/** Workgroup memory of the chunked kernels: the state kernel's double-buffered tiles (the output kernel 24.3 KiB). */
+/** Workgroup memory of the chunked kernels: the state kernel's double-buffered tiles (the output kernel 20 KiB). */
 export const LIGHTNING_CHUNKED_WORKGROUP_BYTES = 2 * 2 * 16 * 128 * 4;
 
 export type LightningVariant = "auto" | "chunked" | "sequential" | "parallel";
@@ -368,7 +368,7 @@ interface Plan {
 }
 
 /**
- * Why the chunked variant cannot run on this device at this T (null: it can): its output kernel needs
+ * Why the chunked variant cannot run on this device at this T (null: it can): its state kernel needs
  * LIGHTNING_CHUNKED_WORKGROUP_BYTES of workgroup memory and 256 invocations, and the chunks of a head go
  * along one dimension of the dispatch grid.
  */
