@@ -25,13 +25,13 @@ export function note(line: string): void {
   console.error(line);
 }
 
-/** Writes `text` to FILE, or to stdout when FILE is "-". */
 /** All of `bytes` to stdout (one write may take only part of them, e.g. into a full pipe). */
 export async function writeStdout(bytes: Uint8Array): Promise<void> {
   let off = 0;
   while (off < bytes.length) off += await Deno.stdout.write(bytes.subarray(off));
 }
 
+/** Writes `text` to FILE, or to stdout when FILE is "-". */
 export async function writeOutput(file: string, text: string): Promise<void> {
   if (file === "-") {
     await writeStdout(new TextEncoder().encode(text.endsWith("\n") ? text : text + "\n"));
